@@ -1,0 +1,353 @@
+"""The vTPM attestation document that every TPM-based variant sends.
+
+Wire form (reference: spec-attestation §4.3)::
+
+    {"Attestation": <go-tpm-tools attest.Attestation>, "InstanceInfo": b64, "UserData": b64}
+
+``Attestation`` appears in two JSON shapes, and both are read:
+
+* **Go encoding/json** (Constellation at HEAD): snake_case keys from the protobuf-go json tags
+  (``ak_pub``, ``raw_sig``, ``event_log``...), numeric hash ids, the TEE oneof as
+  ``"TeeAttestation": {"SevSnpAttestation": {...}}``.
+* **protojson** (Constellation between 2023-06-21 and 2023-06-22, e.g. the AWS vector):
+  camelCase keys (``akPub``, ``rawSig``, ``eventLog``, ``sevSnpAttestation``), hash names
+  (``"SHA256"``), 64-bit integers as strings.
+
+:meth:`AttestationDocument.to_json` writes the Go encoding/json form byte for byte as Go does
+(struct field order, ``omitempty``, map keys sorted as strings, ``null`` for nil slices).
+
+Parsing is bounded: the document size, the number of quotes, the PCR indices and every base64
+field are checked, and every problem raises :class:`MalformedEvidence`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from starlock.attestation.errors import MalformedEvidence
+
+__all__ = [
+    "HASH_ALG_IDS",
+    "HASH_ALG_NAMES",
+    "MAX_DOCUMENT_SIZE",
+    "Attestation",
+    "AttestationDocument",
+    "GceInstanceInfo",
+    "PCRs",
+    "Quote",
+]
+
+#: Upper bound for a serialised document; real ones are 5–60 KiB (the event log dominates).
+MAX_DOCUMENT_SIZE = 2 * 1024 * 1024
+MAX_QUOTES = 8
+MAX_PCR_INDEX = 31
+MAX_INTERMEDIATES = 8
+
+#: TPM_ALG_ID of the hash algorithms a PCR bank can use.
+HASH_ALG_IDS: Mapping[str, int] = {"SHA1": 0x0004, "SHA256": 0x000B, "SHA384": 0x000C, "SHA512": 0x000D}
+HASH_ALG_NAMES: Mapping[int, str] = {v: k for k, v in HASH_ALG_IDS.items()}
+_DIGEST_SIZES: Mapping[int, int] = {0x0004: 20, 0x000B: 32, 0x000C: 48, 0x000D: 64}
+
+
+@attrs.frozen
+class PCRs:
+    """PCR values of one bank: ``hash`` is the TPM_ALG_ID, ``pcrs`` index → digest."""
+
+    hash: int
+    pcrs: Mapping[int, bytes]
+
+    @property
+    def hash_name(self) -> str:
+        return HASH_ALG_NAMES.get(self.hash, f"0x{self.hash:04x}")
+
+
+@attrs.frozen
+class Quote:
+    """One TPM2_Quote: ``quote`` is TPMS_ATTEST, ``raw_sig`` is TPMT_SIGNATURE."""
+
+    quote: bytes
+    raw_sig: bytes
+    pcrs: PCRs
+
+
+@attrs.frozen
+class GceInstanceInfo:
+    zone: str = ""
+    project_id: str = ""
+    project_number: int = 0
+    instance_name: str = ""
+    instance_id: int = 0
+
+
+@attrs.frozen
+class Attestation:
+    """go-tpm-tools ``attest.Attestation``.
+
+    ``tee_attestation`` keeps the TEE oneof as parsed JSON (``{"SevSnpAttestation": {...}}``),
+    untouched: no Constellation validator reads it, but it is carried for audit and re-encoding.
+    """
+
+    ak_pub: bytes
+    quotes: tuple[Quote, ...]
+    event_log: bytes = b""
+    instance_info: GceInstanceInfo | None = None
+    canonical_event_log: bytes = b""
+    ak_cert: bytes = b""
+    intermediate_certs: tuple[bytes, ...] = ()
+    tee_attestation: Mapping[str, Any] | None = None
+
+    def quote_for(self, hash_alg: int) -> Quote | None:
+        """The quote over the given bank, or None."""
+        for quote in self.quotes:
+            if quote.pcrs.hash == hash_alg:
+                return quote
+        return None
+
+
+@attrs.frozen
+class AttestationDocument:
+    """Constellation's ``vtpm.AttestationDocument``."""
+
+    attestation: Attestation
+    instance_info: bytes
+    user_data: bytes
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> AttestationDocument:
+        if isinstance(raw, str):
+            raw = raw.encode()
+        if len(raw) > MAX_DOCUMENT_SIZE:
+            raise MalformedEvidence(
+                f"attestation document is {len(raw)} bytes, more than the limit {MAX_DOCUMENT_SIZE}"
+            )
+        try:
+            obj = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedEvidence(f"attestation document is not valid JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise MalformedEvidence("attestation document must be a JSON object")
+        att = obj.get("Attestation")
+        if not isinstance(att, dict):
+            raise MalformedEvidence("attestation document: field Attestation missing or not an object")
+        return cls(
+            attestation=_parse_attestation(att),
+            instance_info=_b64_field(obj, "InstanceInfo"),
+            user_data=_b64_field(obj, "UserData"),
+        )
+
+    def to_json(self) -> bytes:
+        """Go ``json.Marshal`` of the document (HEAD form), byte-compatible."""
+        doc = {
+            "Attestation": _attestation_to_go(self.attestation),
+            "InstanceInfo": _b64_or_null(self.instance_info),
+            "UserData": _b64_or_null(self.user_data),
+        }
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+def _pick(obj: Mapping[str, Any], snake: str, camel: str) -> Any:
+    if snake in obj:
+        return obj[snake]
+    return obj.get(camel)
+
+
+def _b64(value: Any, name: str) -> bytes:
+    """Decode a protobuf/Go base64 string: standard or URL alphabet, padding optional."""
+    if value is None:
+        return b""
+    if not isinstance(value, str):
+        raise MalformedEvidence(f"field {name}: expected a base64 string, got {type(value).__name__}")
+    if len(value) > MAX_DOCUMENT_SIZE:
+        raise MalformedEvidence(f"field {name}: longer than the document limit")
+    text = value.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedEvidence(f"field {name}: not valid base64") from None
+
+
+def _b64_field(obj: Mapping[str, Any], key: str) -> bytes:
+    return _b64(obj.get(key), key)
+
+
+def _uint(value: Any, name: str) -> int:
+    # protojson writes uint64 as strings, encoding/json as numbers.
+    if isinstance(value, bool):
+        raise MalformedEvidence(f"field {name}: expected an unsigned integer, got a boolean")
+    if isinstance(value, str) and value.isdigit() and len(value) <= 20:
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value < 2**64:
+        raise MalformedEvidence(f"field {name}: expected an unsigned 64-bit integer, got {value!r:.40}")
+    return value
+
+
+def _str(value: Any, name: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > 1024:
+        raise MalformedEvidence(f"field {name}: expected a string of at most 1024 characters")
+    return value
+
+
+def _parse_hash(value: Any) -> int:
+    if isinstance(value, str):
+        if value in HASH_ALG_IDS:
+            return HASH_ALG_IDS[value]
+        raise MalformedEvidence(f"field pcrs.hash: unknown hash algorithm {value!r:.40}")
+    alg = _uint(value, "pcrs.hash")
+    if alg not in _DIGEST_SIZES:
+        raise MalformedEvidence(f"field pcrs.hash: unknown hash algorithm id 0x{alg:04x}")
+    return alg
+
+
+def _parse_pcrs(obj: Any, where: str) -> PCRs:
+    if not isinstance(obj, dict):
+        raise MalformedEvidence(f"field {where}.pcrs: missing or not an object")
+    alg = _parse_hash(obj.get("hash"))
+    values = obj.get("pcrs") or {}
+    if not isinstance(values, dict):
+        raise MalformedEvidence(f"field {where}.pcrs.pcrs: not an object")
+    if len(values) > MAX_PCR_INDEX + 1:
+        raise MalformedEvidence(f"field {where}.pcrs.pcrs: {len(values)} entries, at most {MAX_PCR_INDEX + 1}")
+    pcrs: dict[int, bytes] = {}
+    for key, val in values.items():
+        if not (isinstance(key, str) and key.isdigit() and len(key) <= 2 and int(key) <= MAX_PCR_INDEX):
+            raise MalformedEvidence(f"field {where}.pcrs.pcrs: PCR index {key!r:.12} out of range 0..{MAX_PCR_INDEX}")
+        digest = _b64(val, f"{where}.pcrs.pcrs[{key}]")
+        if len(digest) != _DIGEST_SIZES[alg]:
+            raise MalformedEvidence(
+                f"field {where}.pcrs.pcrs[{key}]: {len(digest)} bytes, expected {_DIGEST_SIZES[alg]} for {HASH_ALG_NAMES[alg]}"
+            )
+        pcrs[int(key)] = digest
+    return PCRs(hash=alg, pcrs=dict(sorted(pcrs.items())))
+
+
+def _parse_quote(obj: Any, index: int) -> Quote:
+    where = f"quotes[{index}]"
+    if not isinstance(obj, dict):
+        raise MalformedEvidence(f"field {where}: not an object")
+    return Quote(
+        quote=_b64(obj.get("quote"), f"{where}.quote"),
+        raw_sig=_b64(_pick(obj, "raw_sig", "rawSig"), f"{where}.raw_sig"),
+        pcrs=_parse_pcrs(obj.get("pcrs"), where),
+    )
+
+
+def _parse_instance_info(obj: Any) -> GceInstanceInfo | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise MalformedEvidence("field instance_info: not an object")
+    return GceInstanceInfo(
+        zone=_str(obj.get("zone"), "instance_info.zone"),
+        project_id=_str(_pick(obj, "project_id", "projectId"), "instance_info.project_id"),
+        project_number=_uint(_pick(obj, "project_number", "projectNumber") or 0, "instance_info.project_number"),
+        instance_name=_str(_pick(obj, "instance_name", "instanceName"), "instance_info.instance_name"),
+        instance_id=_uint(_pick(obj, "instance_id", "instanceId") or 0, "instance_info.instance_id"),
+    )
+
+
+def _parse_tee(att: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    tee = att.get("TeeAttestation")
+    if tee is not None:
+        if not isinstance(tee, dict):
+            raise MalformedEvidence("field TeeAttestation: not an object")
+        return tee
+    # protojson flattens the oneof into the message.
+    for camel, go_name in (("sevSnpAttestation", "SevSnpAttestation"), ("tdxAttestation", "TdxAttestation")):
+        for key in (camel, _snake(camel)):
+            if key in att:
+                if not isinstance(att[key], dict):
+                    raise MalformedEvidence(f"field {key}: not an object")
+                return {go_name: att[key]}
+    return None
+
+
+def _snake(camel: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel)
+
+
+def _parse_attestation(att: Mapping[str, Any]) -> Attestation:
+    quotes_raw = att.get("quotes") or []
+    if not isinstance(quotes_raw, list):
+        raise MalformedEvidence("field quotes: not a list")
+    if len(quotes_raw) > MAX_QUOTES:
+        raise MalformedEvidence(f"field quotes: {len(quotes_raw)} quotes, at most {MAX_QUOTES}")
+    inter_raw = _pick(att, "intermediate_certs", "intermediateCerts") or []
+    if not isinstance(inter_raw, list) or len(inter_raw) > MAX_INTERMEDIATES:
+        raise MalformedEvidence(f"field intermediate_certs: not a list of at most {MAX_INTERMEDIATES}")
+    return Attestation(
+        ak_pub=_b64(_pick(att, "ak_pub", "akPub"), "ak_pub"),
+        quotes=tuple(_parse_quote(q, i) for i, q in enumerate(quotes_raw)),
+        event_log=_b64(_pick(att, "event_log", "eventLog"), "event_log"),
+        instance_info=_parse_instance_info(_pick(att, "instance_info", "instanceInfo")),
+        canonical_event_log=_b64(_pick(att, "canonical_event_log", "canonicalEventLog"), "canonical_event_log"),
+        ak_cert=_b64(_pick(att, "ak_cert", "akCert"), "ak_cert"),
+        intermediate_certs=tuple(_b64(c, f"intermediate_certs[{i}]") for i, c in enumerate(inter_raw)),
+        tee_attestation=_parse_tee(att),
+    )
+
+
+# --- writing (Go encoding/json of the protobuf-go structs) -------------------------------
+
+
+def _b64_or_null(data: bytes) -> str | None:
+    return base64.b64encode(data).decode() if data else None
+
+
+def _attestation_to_go(att: Attestation) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if att.ak_pub:
+        out["ak_pub"] = base64.b64encode(att.ak_pub).decode()
+    if att.quotes:
+        out["quotes"] = [_quote_to_go(q) for q in att.quotes]
+    if att.event_log:
+        out["event_log"] = base64.b64encode(att.event_log).decode()
+    if att.instance_info is not None:
+        info = att.instance_info
+        fields: dict[str, Any] = {
+            "zone": info.zone,
+            "project_id": info.project_id,
+            "project_number": info.project_number,
+            "instance_name": info.instance_name,
+            "instance_id": info.instance_id,
+        }
+        out["instance_info"] = {k: v for k, v in fields.items() if v}
+    if att.canonical_event_log:
+        out["canonical_event_log"] = base64.b64encode(att.canonical_event_log).decode()
+    if att.ak_cert:
+        out["ak_cert"] = base64.b64encode(att.ak_cert).decode()
+    if att.intermediate_certs:
+        out["intermediate_certs"] = [base64.b64encode(c).decode() for c in att.intermediate_certs]
+    # The oneof wrapper has no json tag and no omitempty: Go writes null when it is unset.
+    out["TeeAttestation"] = dict(att.tee_attestation) if att.tee_attestation is not None else None
+    return out
+
+
+def _quote_to_go(quote: Quote) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if quote.quote:
+        out["quote"] = base64.b64encode(quote.quote).decode()
+    if quote.raw_sig:
+        out["raw_sig"] = base64.b64encode(quote.raw_sig).decode()
+    pcrs: dict[str, Any] = {}
+    if quote.pcrs.hash:
+        pcrs["hash"] = quote.pcrs.hash
+    if quote.pcrs.pcrs:
+        # encoding/json sorts map keys by their string form: "0" < "1" < "10" < "2".
+        pcrs["pcrs"] = {
+            str(i): base64.b64encode(v).decode()
+            for i, v in sorted(quote.pcrs.pcrs.items(), key=lambda kv: str(kv[0]))
+        }
+    out["pcrs"] = pcrs
+    return out
