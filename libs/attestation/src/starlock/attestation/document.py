@@ -226,7 +226,8 @@ def _parse_pcrs(obj: Any, where: str) -> PCRs:
         digest = _b64(val, f"{where}.pcrs.pcrs[{key}]")
         if len(digest) != _DIGEST_SIZES[alg]:
             raise MalformedEvidence(
-                f"field {where}.pcrs.pcrs[{key}]: {len(digest)} bytes, expected {_DIGEST_SIZES[alg]} for {HASH_ALG_NAMES[alg]}"
+                f"field {where}.pcrs.pcrs[{key}]: {len(digest)} bytes, "
+                f"expected {_DIGEST_SIZES[alg]} for {HASH_ALG_NAMES[alg]}"
             )
         pcrs[int(key)] = digest
     return PCRs(hash=alg, pcrs=dict(sorted(pcrs.items())))
@@ -346,8 +347,7 @@ def _quote_to_go(quote: Quote) -> dict[str, Any]:
     if quote.pcrs.pcrs:
         # encoding/json sorts map keys by their string form: "0" < "1" < "10" < "2".
         pcrs["pcrs"] = {
-            str(i): base64.b64encode(v).decode()
-            for i, v in sorted(quote.pcrs.pcrs.items(), key=lambda kv: str(kv[0]))
+            str(i): base64.b64encode(v).decode() for i, v in sorted(quote.pcrs.pcrs.items(), key=lambda kv: str(kv[0]))
         }
     out["pcrs"] = pcrs
     return out

@@ -18,8 +18,8 @@ __all__ = [
     "PcrDigestMismatch",
     "PolicyViolation",
     "SignatureError",
-    "UntrustedKey",
     "UnsupportedError",
+    "UntrustedKey",
 ]
 
 

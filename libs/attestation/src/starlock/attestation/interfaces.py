@@ -16,11 +16,11 @@ import attrs
 
 from starlock.attestation.variant import Variant
 
-__all__ = ["Check", "CheckStatus", "Issuer", "ValidationResult", "Validator"]
+__all__ = ["Check", "CheckStatus", "EvaluationReport", "Issuer", "ValidationResult", "Validator"]
 
 
 class CheckStatus(enum.Enum):
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a check status, not a password
     FAIL = "fail"
     WARN = "warn"
 
@@ -67,3 +67,34 @@ class Validator(Protocol):
     def validate(self, document: bytes, nonce: bytes) -> ValidationResult:
         """Check ``document`` for ``nonce``; raise an AttestationError on any failure."""
         ...
+
+
+@attrs.frozen
+class EvaluationReport:
+    """Everything a validator found, accepted or not: what ``starlock-verify`` prints.
+
+    ``error`` is the first failure (None when accepted); ``checks`` lists the checks in the order
+    performed, ending with the failed one when rejected.
+    """
+
+    variant: Variant
+    accepted: bool
+    checks: tuple[Check, ...]
+    claims: Mapping[str, Any] = attrs.field(factory=dict)
+    warnings: tuple[str, ...] = ()
+    user_data: bytes | None = None
+    error: Exception | None = None
+
+    def to_result(self) -> ValidationResult:
+        """The ValidationResult of an accepted report; raises the failure of a rejected one."""
+        if not self.accepted or self.user_data is None:
+            if self.error is not None:
+                raise self.error
+            raise RuntimeError("report was rejected without an error")  # pragma: no cover - invariant
+        return ValidationResult(
+            variant=self.variant,
+            user_data=self.user_data,
+            checks=self.checks,
+            claims=self.claims,
+            warnings=self.warnings,
+        )

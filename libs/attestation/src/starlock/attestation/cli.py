@@ -1,0 +1,155 @@
+"""``starlock-verify``: verify attestation evidence from the command line.
+
+Exit codes: 0 accepted, 1 rejected, 2 bad usage or unreadable input (one-line reason on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from starlock.attestation.config import load_attestation_config
+from starlock.attestation.errors import AttestationError
+from starlock.attestation.interfaces import CheckStatus, EvaluationReport
+from starlock.attestation.validators import validator_for
+from starlock.attestation.variant import Variant
+
+__all__ = ["main"]
+
+EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+MAX_INPUT_SIZE = 4 * 1024 * 1024
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="starlock-verify",
+        description="Verify Constellation-compatible attestation evidence offline.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    doc = sub.add_parser(
+        "document",
+        help="verify an attestation document against an attestation config",
+        description="Verify a vTPM attestation document (JSON) for a variant against its attestation config.",
+    )
+    doc.add_argument("file", help="attestation document (JSON), '-' for standard input")
+    doc.add_argument("--variant", required=True, help="attestation variant, e.g. qemu-vtpm")
+    doc.add_argument("--config", required=True, help="attestation config of the variant (JSON or YAML)")
+    doc.add_argument(
+        "--nonce", help="the nonce the document must be bound to, hex; without it freshness is not checked"
+    )
+    doc.add_argument("--at", help="verification time, RFC 3339 (default: now)")
+    doc.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
+    return parser
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_INPUT_SIZE + 1)
+        else:
+            with Path(path).open("rb") as fh:
+                data = fh.read(MAX_INPUT_SIZE + 1)
+    except OSError as exc:
+        raise _UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > MAX_INPUT_SIZE:
+        raise _UsageError(f"{what} {path} is larger than {MAX_INPUT_SIZE} bytes")
+    return data
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _UsageError(f"--at {value!r:.40} is not an RFC 3339 time (e.g. 2026-11-25T12:00:00Z)") from None
+    if at.tzinfo is None:
+        raise _UsageError("--at needs a time zone (e.g. 2026-11-25T12:00:00Z)")
+    return at
+
+
+def _run_document(args: argparse.Namespace) -> EvaluationReport:
+    try:
+        variant = Variant.from_string(args.variant)
+    except AttestationError as exc:
+        raise _UsageError(str(exc)) from None
+    nonce: bytes | None = None
+    if args.nonce is not None:
+        try:
+            nonce = bytes.fromhex(args.nonce)
+        except ValueError:
+            raise _UsageError("--nonce must be hex") from None
+        if not nonce:
+            raise _UsageError("--nonce is empty")
+    _parse_time(args.at)  # TPM-only variants check no certificate times; validated for the CLI contract
+    document = _read(args.file, "document")
+    try:
+        config = load_attestation_config(_read(args.config, "config"), variant)
+        validator = validator_for(config)
+    except AttestationError as exc:
+        raise _UsageError(str(exc)) from None
+    return validator.evaluate(document, nonce)
+
+
+def _report_json(report: EvaluationReport) -> dict[str, Any]:
+    return {
+        "accepted": report.accepted,
+        "variant": report.variant.value,
+        "checks": [{"name": c.name, "status": c.status.value, "detail": c.detail} for c in report.checks],
+        "claims": dict(report.claims),
+        "warnings": list(report.warnings),
+        "error": None if report.error is None else f"{type(report.error).__name__}: {report.error}",
+    }
+
+
+def _print_table(report: EvaluationReport, out: TextIO) -> None:
+    width = max([len(c.name) for c in report.checks] + [5])
+    out.write(f"Attestation variant: {report.variant.value}\n\n")
+    out.write(f"{'CHECK':<{width}}  {'STATUS':<6}  DETAIL\n")
+    for check in report.checks:
+        out.write(f"{check.name:<{width}}  {check.status.value.upper():<6}  {check.detail}\n")
+    out.write("\n")
+    if "ak_name" in report.claims:
+        out.write(f"AK name:   {report.claims['ak_name']}\n")
+    if "user_data" in report.claims:
+        out.write(f"User data: {report.claims['user_data']}\n")
+    warns = sum(1 for c in report.checks if c.status is CheckStatus.WARN)
+    verdict = "ACCEPTED" if report.accepted else "REJECTED"
+    out.write(f"Result:    {verdict} ({warns} warning{'s' if warns != 1 else ''})\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        report = _run_document(args)
+    except _UsageError as exc:
+        sys.stderr.write(f"starlock-verify: {exc}\n")
+        return EXIT_USAGE
+    if args.json:
+        json.dump(_report_json(report), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_table(report, sys.stdout)
+    if not report.accepted:
+        sys.stderr.write(f"starlock-verify: rejected: {report.error}\n")
+        return EXIT_REJECTED
+    return EXIT_ACCEPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

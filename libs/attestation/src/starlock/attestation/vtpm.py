@@ -1,0 +1,211 @@
+"""The TPM frame that every TPM-based variant shares (reference: spec-attestation §5.0).
+
+:class:`VtpmValidator` parses the document, binds it to the nonce and user data, asks the
+variant which AK it trusts, verifies the quotes and the event log under that AK, runs the
+variant's CVM checks and compares the measurements. Subclasses provide
+:meth:`VtpmValidator.trusted_key` and optionally :meth:`VtpmValidator.validate_cvm`.
+
+Where we differ from Constellation on purpose:
+
+* the nonce must be non-empty (an empty nonce proves no freshness);
+* the SHA-256 quote whose PCRs the measurements are compared with is itself verified
+  (signature, nonce, PCR digest). Upstream verifies the *first passing* quote in the order
+  SHA-512, SHA-384, SHA-256 and then reads the SHA-256 PCR values from the document, so a
+  document with a good SHA-384 quote could carry unverified SHA-256 values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+from starlock.attestation.config import AttestationConfig
+from starlock.attestation.document import HASH_ALG_IDS, AttestationDocument
+from starlock.attestation.errors import (
+    AttestationError,
+    MalformedEvidence,
+    NonceMismatch,
+    UntrustedKey,
+)
+from starlock.attestation.interfaces import Check, CheckStatus, EvaluationReport, ValidationResult
+from starlock.attestation.tpm import (
+    TpmPublic,
+    parse_event_log,
+    parse_tpms_attest,
+    parse_tpmt_public,
+    verify_attestation,
+    verify_quote,
+)
+from starlock.attestation.variant import Variant
+
+__all__ = ["CheckRecorder", "VtpmValidator", "make_extra_data", "make_tpm_nonce", "trusted_ak_from_document"]
+
+_SHA256 = HASH_ALG_IDS["SHA256"]
+T = TypeVar("T")
+
+
+def make_extra_data(user_data: bytes, nonce: bytes) -> bytes:
+    """SHA-256(user_data ‖ nonce): what binds a document to aTLS user data and a peer nonce."""
+    return hashlib.sha256(user_data + nonce).digest()
+
+
+def make_tpm_nonce(instance_info: bytes, extra_data: bytes) -> bytes:
+    """SHA-256(instance_info ‖ extra_data): the TPM qualifying data since Constellation 2024-04."""
+    return hashlib.sha256(instance_info + extra_data).digest()
+
+
+class CheckRecorder:
+    """Collects checks; runs a step and records pass or the typed failure."""
+
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+        self.warnings: list[str] = []
+
+    def add(self, name: str, status: CheckStatus, detail: str) -> None:
+        self.checks.append(Check(name, status, detail))
+        if status is CheckStatus.WARN:
+            self.warnings.append(f"{name}: {detail}")
+
+    def fail(self, name: str, exc: AttestationError) -> NoReturn:
+        self.checks.append(Check(name, CheckStatus.FAIL, f"{type(exc).__name__}: {exc}"))
+        raise exc
+
+    def run(self, name: str, step: Callable[[], T], detail: Callable[[T], str]) -> T:
+        try:
+            value = step()
+        except AttestationError as exc:
+            self.checks.append(Check(name, CheckStatus.FAIL, f"{type(exc).__name__}: {exc}"))
+            raise
+        self.checks.append(Check(name, CheckStatus.PASS, detail(value)))
+        return value
+
+
+class VtpmValidator:
+    """Generic vTPM validator; subclasses decide which AK to trust."""
+
+    variant: Variant = Variant.QEMU_VTPM
+    #: Before Constellation commit 913b09aeb (2024-04) the TPM nonce was extraData itself.
+    legacy_nonce_binding: bool = False
+
+    def __init__(self, config: AttestationConfig) -> None:
+        if config.variant is not self.variant:
+            raise ValueError(f"config is for {config.variant.value}, validator is {self.variant.value}")
+        self.config = config
+
+    # --- hooks for variants ---------------------------------------------------------------
+
+    def trusted_key(self, document: AttestationDocument, extra_data: bytes, rec: CheckRecorder) -> TpmPublic:
+        """The AK this variant trusts for ``document``; raise UntrustedKey otherwise."""
+        raise NotImplementedError
+
+    def validate_cvm(self, document: AttestationDocument, rec: CheckRecorder) -> None:
+        """Variant-specific confidential-VM checks (none by default)."""
+
+    # --- the frame ----------------------------------------------------------------------
+
+    def validate(self, document: bytes, nonce: bytes) -> ValidationResult:
+        """Validate ``document`` for ``nonce``; raises the first failure as AttestationError."""
+        return self.evaluate(document, nonce).to_result()
+
+    def evaluate(self, document: bytes, nonce: bytes | None) -> EvaluationReport:
+        """Run every check and report; ``nonce=None`` checks everything but freshness (warned)."""
+        rec = CheckRecorder()
+        claims: dict[str, Any] = {}
+        try:
+            user_data = self._run(document, nonce, rec, claims)
+        except AttestationError as exc:
+            return EvaluationReport(self.variant, False, tuple(rec.checks), claims, tuple(rec.warnings), None, exc)
+        return EvaluationReport(self.variant, True, tuple(rec.checks), claims, tuple(rec.warnings), user_data)
+
+    def _run(self, raw: bytes, nonce: bytes | None, rec: CheckRecorder, claims: dict[str, Any]) -> bytes:
+        doc = rec.run(
+            "document",
+            lambda: AttestationDocument.from_json(raw),
+            lambda d: (
+                f"{len(raw)} bytes, {len(d.attestation.quotes)} quotes, event log {len(d.attestation.event_log)} bytes"
+            ),
+        )
+        claims["user_data"] = doc.user_data.hex()
+        att = doc.attestation
+        if nonce is None:
+            rec.add("nonce", CheckStatus.WARN, "no nonce given: freshness and user-data binding not checked")
+            extra_data = None
+        elif not nonce:
+            rec.fail("nonce", NonceMismatch("the nonce is empty; a fresh, non-empty nonce is required"))
+        else:
+            extra_data = make_extra_data(doc.user_data, nonce)
+            rec.add("nonce", CheckStatus.PASS, f"extraData = SHA-256(user data ‖ nonce) = {extra_data.hex()}")
+
+        ak = self.trusted_key(doc, extra_data or b"", rec)
+        claims["ak_name"] = ak.name().hex()
+
+        if extra_data is None:
+            tpm_nonce = self._unbound_tpm_nonce(doc)
+        elif self.legacy_nonce_binding:
+            tpm_nonce = extra_data
+        else:
+            tpm_nonce = make_tpm_nonce(doc.instance_info, extra_data)
+
+        rec.run(
+            "tpm-quotes",
+            lambda: verify_attestation(att, tpm_nonce, ak),
+            lambda _: "quote signature, qualifying data, PCR digest and event log verified under the AK",
+        )
+        sha256_quote = att.quote_for(_SHA256)
+        if sha256_quote is None:
+            rec.fail("sha256-quote", MalformedEvidence("the document has no SHA-256 quote"))
+        rec.run(
+            "sha256-quote",
+            lambda: verify_quote(ak, sha256_quote, tpm_nonce),
+            lambda _: "the SHA-256 quote used for measurements is verified itself",
+        )
+        pcrs = sha256_quote.pcrs.pcrs
+        claims["pcrs"] = {str(i): v.hex() for i, v in pcrs.items()}
+        if att.event_log:
+            log = parse_event_log(att.event_log)
+            rec.add("event-log", CheckStatus.PASS, f"{len(log.events)} events replay to the quoted PCRs")
+            claims["event_log_events"] = len(log.events)
+        else:
+            rec.add("event-log", CheckStatus.WARN, "no event log in the document: nothing to replay")
+
+        self.validate_cvm(doc, rec)
+
+        comparison = self.config.measurements.compare(pcrs)
+        for warning in comparison.warnings:
+            rec.add("measurements", CheckStatus.WARN, warning)
+        rec.run(
+            "measurements",
+            comparison.raise_for_errors,
+            lambda _: (
+                f"{len(comparison.checked)} expected values compared ({len(comparison.warnings)} warn-only mismatches)"
+            ),
+        )
+        return doc.user_data
+
+    @staticmethod
+    def _unbound_tpm_nonce(doc: AttestationDocument) -> bytes:
+        """Without a nonce, verify the quotes against the qualifying data they carry."""
+        if not doc.attestation.quotes:
+            raise MalformedEvidence("the document has no quotes")
+        return parse_tpms_attest(doc.attestation.quotes[0].quote).extra_data
+
+
+def trusted_ak_from_document(doc: AttestationDocument, config: AttestationConfig, rec: CheckRecorder) -> TpmPublic:
+    """The document's own AK, accepted if pinned (or unconditionally when nothing is pinned)."""
+    ak = rec.run("ak-parse", lambda: parse_tpmt_public(doc.attestation.ak_pub), lambda k: f"AK name {k.name().hex()}")
+    if not config.accepted_ak_names:
+        rec.add(
+            "attestation-key",
+            CheckStatus.WARN,
+            "AK trusted without a hardware root (as upstream); pin it with acceptedAttestationKeys",
+        )
+        return ak
+    name = ak.name()
+    if name not in config.accepted_ak_names:
+        rec.fail(
+            "attestation-key",
+            UntrustedKey(f"AK {name.hex()} is not among the {len(config.accepted_ak_names)} accepted attestation keys"),
+        )
+    rec.add("attestation-key", CheckStatus.PASS, f"AK {name.hex()} is pinned")
+    return ak

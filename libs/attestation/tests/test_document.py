@@ -1,0 +1,110 @@
+"""The vTPM attestation document (reference: spec-attestation §4.3).
+
+Vector: aws-nitrotpm/constellation-aws-attdoc-2023-06/attdoc-aws.txt, the protojson-era form
+(MANIFEST: 3 quotes SHA-256/384/512 over PCRs 0-23, a 38-event log, UserData 0569936b...).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from starlock.attestation import AttestationDocument, MalformedEvidence
+from starlock.attestation.document import MAX_DOCUMENT_SIZE, MAX_QUOTES, Attestation, PCRs, Quote
+
+AWS_DOC = "aws-nitrotpm/constellation-aws-attdoc-2023-06/attdoc-aws.txt"
+
+
+@pytest.fixture(scope="module")
+def aws_raw(vectors: Path) -> bytes:
+    return (vectors / AWS_DOC).read_bytes()
+
+
+def test_aws_protojson_document_parses(aws_raw: bytes) -> None:
+    doc = AttestationDocument.from_json(aws_raw)
+    att = doc.attestation
+    assert doc.user_data.hex() == "0569936bccedfba6359db975b705adf2d469333f534249948d43d3abca0e5b7d"
+    assert [q.pcrs.hash_name for q in att.quotes] == ["SHA256", "SHA384", "SHA512"]
+    for quote in att.quotes:
+        assert sorted(quote.pcrs.pcrs) == list(range(24))
+    sha256 = att.quote_for(0x000B)
+    assert sha256 is not None
+    assert sha256.pcrs.pcrs[0].hex() == "7b068c0c3ac29afe264134536b9be26f1d4ccd575b88d3c3ceabf36ac99c0278"
+    assert sha256.pcrs.pcrs[8] == bytes(32)
+    assert att.event_log[:4] == b"\x00\x00\x00\x00"  # PCR 0, then EV_NO_ACTION: the Spec ID event
+    # The TEE oneof is carried untouched under its Go field name.
+    assert att.tee_attestation is not None
+    assert "report" in att.tee_attestation["SevSnpAttestation"]
+    info = json.loads(doc.instance_info)
+    assert set(info) == {"Report", "Certs"}
+
+
+def test_go_form_round_trip_of_real_document(aws_raw: bytes) -> None:
+    doc = AttestationDocument.from_json(aws_raw)
+    go = doc.to_json()
+    again = AttestationDocument.from_json(go)
+    assert again == doc
+    assert again.to_json() == go
+    assert b'"ak_pub":' in go
+    assert b'"akPub"' not in go
+
+
+def test_go_encoding_json_form_is_exact() -> None:
+    """Hand-written expectation of Go's json.Marshal for a small document."""
+    pcrs = {i: bytes([i]) * 32 for i in (0, 2, 10)}
+    doc = AttestationDocument(
+        attestation=Attestation(
+            ak_pub=b"\x00\x01",
+            quotes=(Quote(quote=b"q", raw_sig=b"s", pcrs=PCRs(hash=11, pcrs=pcrs)),),
+        ),
+        instance_info=b"",
+        user_data=b"u",
+    )
+    expected = (
+        '{"Attestation":{"ak_pub":"AAE=","quotes":[{"quote":"cQ==","raw_sig":"cw==","pcrs":{"hash":11,'
+        f'"pcrs":{{"0":"{_b64(pcrs[0])}","10":"{_b64(pcrs[10])}","2":"{_b64(pcrs[2])}"}}}}}}],'
+        '"TeeAttestation":null},"InstanceInfo":null,"UserData":"dQ=="}'
+    )
+    assert doc.to_json().decode() == expected
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _doc(**att: object) -> bytes:
+    base: dict[str, object] = {"ak_pub": "AAE=", "quotes": []}
+    base.update(att)
+    return json.dumps({"Attestation": base, "InstanceInfo": None, "UserData": "dQ=="}).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[]", "must be a JSON object"),
+        (b'{"UserData": ""}', "Attestation missing"),
+        (_doc(ak_pub="!!!"), "ak_pub: not valid base64"),
+        (_doc(ak_pub=5), "ak_pub: expected a base64 string"),
+        (_doc(quotes="x"), "quotes: not a list"),
+        (_doc(quotes=[{}] * (MAX_QUOTES + 1)), "at most"),
+        (_doc(quotes=[{"quote": "", "raw_sig": "", "pcrs": {"hash": 11, "pcrs": {"0": "AAE="}}}]), "expected 32"),
+        (_doc(quotes=[{"quote": "", "raw_sig": "", "pcrs": {"hash": 11, "pcrs": {"99": "AA=="}}}]), "out of range"),
+        (_doc(quotes=[{"quote": "", "raw_sig": "", "pcrs": {"hash": 7}}]), "unknown hash algorithm id"),
+        (_doc(quotes=[{"quote": "", "raw_sig": "", "pcrs": {"hash": "MD5"}}]), "unknown hash algorithm"),
+        (_doc(quotes=[{"quote": ""}]), "pcrs: missing"),
+        (_doc(instance_info={"project_number": -1}), "unsigned 64-bit"),
+        (b" " * (MAX_DOCUMENT_SIZE + 1), "more than the limit"),
+    ],
+)
+def test_malformed_documents_raise_typed_errors(raw: bytes, message: str) -> None:
+    with pytest.raises(MalformedEvidence, match=message):
+        AttestationDocument.from_json(raw)
+
+
+def test_url_safe_and_unpadded_base64_is_read() -> None:
+    doc = AttestationDocument.from_json(_doc(ak_pub="-_8"))
+    assert doc.attestation.ak_pub == b"\xfb\xff"
