@@ -48,11 +48,15 @@ class MeasurementComparison:
             raise MeasurementMismatch("; ".join(self.errors))
 
 
+def _sorted_entries(entries: Mapping[int, Measurement]) -> dict[int, Measurement]:
+    return dict(sorted(entries.items()))
+
+
 @attrs.frozen
 class Measurements(Mapping[int, Measurement]):
     """An immutable map of index → :class:`Measurement`."""
 
-    _entries: Mapping[int, Measurement] = attrs.field(converter=lambda m: dict(sorted(dict(m).items())))
+    _entries: Mapping[int, Measurement] = attrs.field(converter=_sorted_entries)
 
     def __attrs_post_init__(self) -> None:
         lengths = {len(m.expected) for m in self._entries.values()}

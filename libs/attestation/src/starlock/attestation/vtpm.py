@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 from starlock.attestation.config import AttestationConfig
-from starlock.attestation.document import HASH_ALG_IDS, AttestationDocument
+from starlock.attestation.document import HASH_ALG_IDS, AttestationDocument, Quote
 from starlock.attestation.errors import (
     AttestationError,
     MalformedEvidence,
@@ -31,11 +31,11 @@ from starlock.attestation.errors import (
 from starlock.attestation.interfaces import Check, CheckStatus, EvaluationReport, ValidationResult
 from starlock.attestation.tpm import (
     TpmPublic,
-    parse_event_log,
     parse_tpms_attest,
     parse_tpmt_public,
     verify_attestation,
     verify_quote,
+    verify_replay,
 )
 from starlock.attestation.variant import Variant
 
@@ -147,25 +147,27 @@ class VtpmValidator:
         else:
             tpm_nonce = make_tpm_nonce(doc.instance_info, extra_data)
 
-        rec.run(
+        verified = rec.run(
             "tpm-quotes",
             lambda: verify_attestation(att, tpm_nonce, ak),
-            lambda _: "quote signature, qualifying data, PCR digest and event log verified under the AK",
+            lambda v: f"{v.pcrs.hash_name} quote: signature, qualifying data and PCR digest verified under the AK",
         )
         sha256_quote = att.quote_for(_SHA256)
         if sha256_quote is None:
             rec.fail("sha256-quote", MalformedEvidence("the document has no SHA-256 quote"))
-        rec.run(
-            "sha256-quote",
-            lambda: verify_quote(ak, sha256_quote, tpm_nonce),
-            lambda _: "the SHA-256 quote used for measurements is verified itself",
-        )
+        if verified.hash_alg != _SHA256:
+            rec.run(
+                "sha256-quote",
+                lambda: self._verify_sha256_bank(sha256_quote, ak, tpm_nonce, att.event_log),
+                lambda _: "the SHA-256 quote that measurements are compared with is verified itself",
+            )
         pcrs = sha256_quote.pcrs.pcrs
         claims["pcrs"] = {str(i): v.hex() for i, v in pcrs.items()}
-        if att.event_log:
-            log = parse_event_log(att.event_log)
-            rec.add("event-log", CheckStatus.PASS, f"{len(log.events)} events replay to the quoted PCRs")
-            claims["event_log_events"] = len(log.events)
+        if verified.event_log is not None:
+            count = len(verified.event_log.events)
+            replayed = sorted(verified.event_log.pcrs)
+            rec.add("event-log", CheckStatus.PASS, f"{count} events replay to the quoted PCRs {replayed}")
+            claims["event_log_events"] = count
         else:
             rec.add("event-log", CheckStatus.WARN, "no event log in the document: nothing to replay")
 
@@ -182,6 +184,12 @@ class VtpmValidator:
             ),
         )
         return doc.user_data
+
+    @staticmethod
+    def _verify_sha256_bank(quote: Quote, ak: TpmPublic, tpm_nonce: bytes, event_log: bytes) -> None:
+        verify_quote(ak, quote, tpm_nonce)
+        if event_log:
+            verify_replay(event_log, quote.pcrs)
 
     @staticmethod
     def _unbound_tpm_nonce(doc: AttestationDocument) -> bytes:
