@@ -168,6 +168,10 @@ def _b64(value: Any, name: str) -> bytes:
         raise MalformedEvidence(f"field {name}: expected a base64 string, got {type(value).__name__}")
     if len(value) > MAX_DOCUMENT_SIZE:
         raise MalformedEvidence(f"field {name}: longer than the document limit")
+    try:  # fast path: standard alphabet with padding (what Go writes)
+        return binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
     text = value.replace("-", "+").replace("_", "/")
     text += "=" * (-len(text) % 4)
     try:

@@ -30,7 +30,9 @@ from starlock.attestation.errors import (
 )
 from starlock.attestation.interfaces import Check, CheckStatus, EvaluationReport, ValidationResult
 from starlock.attestation.tpm import (
+    EventLog,
     TpmPublic,
+    parse_event_log,
     parse_tpms_attest,
     parse_tpmt_public,
     verify_attestation,
@@ -147,9 +149,10 @@ class VtpmValidator:
         else:
             tpm_nonce = make_tpm_nonce(doc.instance_info, extra_data)
 
+        log = parse_event_log(att.event_log) if att.event_log else None
         verified = rec.run(
             "tpm-quotes",
-            lambda: verify_attestation(att, tpm_nonce, ak),
+            lambda: verify_attestation(att, tpm_nonce, ak, event_log=log),
             lambda v: f"{v.pcrs.hash_name} quote: signature, qualifying data and PCR digest verified under the AK",
         )
         sha256_quote = att.quote_for(_SHA256)
@@ -158,7 +161,7 @@ class VtpmValidator:
         if verified.hash_alg != _SHA256:
             rec.run(
                 "sha256-quote",
-                lambda: self._verify_sha256_bank(sha256_quote, ak, tpm_nonce, att.event_log),
+                lambda: self._verify_sha256_bank(sha256_quote, ak, tpm_nonce, log),
                 lambda _: "the SHA-256 quote that measurements are compared with is verified itself",
             )
         pcrs = sha256_quote.pcrs.pcrs
@@ -186,10 +189,10 @@ class VtpmValidator:
         return doc.user_data
 
     @staticmethod
-    def _verify_sha256_bank(quote: Quote, ak: TpmPublic, tpm_nonce: bytes, event_log: bytes) -> None:
+    def _verify_sha256_bank(quote: Quote, ak: TpmPublic, tpm_nonce: bytes, log: EventLog | None) -> None:
         verify_quote(ak, quote, tpm_nonce)
-        if event_log:
-            verify_replay(event_log, quote.pcrs)
+        if log is not None:
+            verify_replay(log, quote.pcrs)
 
     @staticmethod
     def _unbound_tpm_nonce(doc: AttestationDocument) -> bytes:

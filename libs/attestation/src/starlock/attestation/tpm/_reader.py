@@ -1,0 +1,84 @@
+"""Bounded readers for TPM 2.0 wire structures (big-endian) and TCG event logs (little-endian).
+
+Every read checks the remaining length first, so a short or oversized input raises
+:class:`MalformedEvidence` naming the structure and field, never ``IndexError``/``struct.error``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from starlock.attestation.errors import MalformedEvidence
+
+
+class Reader:
+    """A cursor over ``data``; ``what`` names the structure in error messages."""
+
+    __slots__ = ("_data", "_order", "_pos", "what")
+
+    def __init__(self, data: bytes, what: str, *, little_endian: bool = False) -> None:
+        self._data = bytes(data)
+        self._pos = 0
+        self._order: Literal["little", "big"] = "little" if little_endian else "big"
+        self.what = what
+
+    @property
+    def pos(self) -> int:
+        return self._pos
+
+    @property
+    def data(self) -> bytes:
+        return self._data
+
+    def seek(self, pos: int) -> None:
+        """Move the cursor (for hot loops that unpack with ``struct`` and check bounds themselves)."""
+        if not 0 <= pos <= len(self._data):
+            raise MalformedEvidence(f"{self.what}: offset {pos} outside the {len(self._data)}-byte input")
+        self._pos = pos
+
+    @property
+    def remaining(self) -> int:
+        return len(self._data) - self._pos
+
+    def take(self, size: int, field: str) -> bytes:
+        if size < 0 or size > self.remaining:
+            raise MalformedEvidence(
+                f"{self.what}.{field}: needs {size} bytes at offset {self._pos}, only {self.remaining} left"
+            )
+        out = self._data[self._pos : self._pos + size]
+        self._pos += size
+        return out
+
+    def uint(self, size: int, field: str) -> int:
+        return int.from_bytes(self.take(size, field), self._order)
+
+    def u8(self, field: str) -> int:
+        return self.uint(1, field)
+
+    def u16(self, field: str) -> int:
+        return self.uint(2, field)
+
+    def u32(self, field: str) -> int:
+        return self.uint(4, field)
+
+    def u64(self, field: str) -> int:
+        return self.uint(8, field)
+
+    def tpm2b(self, field: str, max_size: int) -> bytes:
+        """A TPM2B_*: a UINT16 size, then that many bytes, at most ``max_size``."""
+        size = self.u16(f"{field}.size")
+        if size > max_size:
+            raise MalformedEvidence(f"{self.what}.{field}: size {size} exceeds the maximum {max_size}")
+        return self.take(size, field)
+
+    def end(self) -> None:
+        """Reject trailing bytes."""
+        if self.remaining:
+            raise MalformedEvidence(f"{self.what}: {self.remaining} trailing bytes after offset {self._pos}")
+
+
+def check_size(data: bytes, what: str, max_size: int) -> None:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedEvidence(f"{what}: expected bytes, got {type(data).__name__}")
+    if len(data) > max_size:
+        raise MalformedEvidence(f"{what}: {len(data)} bytes, more than the limit {max_size}")

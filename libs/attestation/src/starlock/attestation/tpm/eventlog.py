@@ -1,0 +1,305 @@
+"""TCG PC Client event logs: parsing and replay against quoted PCR values.
+
+Two formats are read (TCG PC Client Platform Firmware Profile, section 10):
+
+* **crypto-agile**: a first SHA-1-format ``TCG_PCR_EVENT`` (EV_NO_ACTION, PCR 0) whose data is
+  the ``Spec ID Event03`` header listing every algorithm and its digest size, then
+  ``TCG_PCR_EVENT2`` records (pcrIndex, eventType, TPML_DIGEST_VALUES, eventSize, event);
+* **legacy SHA-1**: ``TCG_PCR_EVENT`` records only (when the first event is not Spec ID Event03).
+
+All integers are little-endian. Parsing is bounded by :data:`MAX_EVENT_LOG_SIZE`,
+:data:`MAX_EVENTS`, :data:`MAX_EVENT_DATA_SIZE` and :data:`MAX_ALGORITHMS`; every problem raises
+:class:`MalformedEvidence`. Replay follows the TCG rules: EV_NO_ACTION events are not extended, and
+the ``StartupLocality`` EV_NO_ACTION event sets PCR 0's initial value to the locality (last byte of
+an otherwise zero value). :func:`verify_replay` raises :class:`EventLogMismatch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+
+import attrs
+
+from starlock.attestation.document import PCRs
+from starlock.attestation.errors import EventLogMismatch, MalformedEvidence
+from starlock.attestation.tpm import algorithms as alg
+from starlock.attestation.tpm._reader import Reader, check_size
+
+__all__ = [
+    "EV_NO_ACTION",
+    "MAX_ALGORITHMS",
+    "MAX_EVENTS",
+    "MAX_EVENT_DATA_SIZE",
+    "MAX_EVENT_LOG_SIZE",
+    "EventLog",
+    "EventLogReplay",
+    "SpecIdEvent",
+    "TcgEvent",
+    "parse_event_log",
+    "replay",
+    "verify_replay",
+]
+
+#: Real firmware logs are 20–60 KiB; 1 MiB leaves room for large db/dbx variables and long boots.
+MAX_EVENT_LOG_SIZE = 1024 * 1024
+#: Events per log (real logs have 40–1000).
+MAX_EVENTS = 16384
+#: Data of one event (the largest real ones are dbx variables of some tens of KiB).
+MAX_EVENT_DATA_SIZE = 256 * 1024
+#: Algorithms in the Spec ID header (a TPM has a handful of PCR banks).
+MAX_ALGORITHMS = 16
+#: Digest size accepted for an algorithm unknown to Starlock, as declared by the header.
+MAX_DIGEST_SIZE = 128
+#: PCR indices (a TPM has at most 32 PCRs; PC Client TPMs have 24).
+MAX_PCR_INDEX = 31
+
+EV_NO_ACTION = 0x00000003
+_SPEC_ID_SIGNATURE = b"Spec ID Event03\x00"
+_STARTUP_LOCALITY = b"StartupLocality\x00"
+_SHA1_SIZE = 20
+
+
+@attrs.frozen
+class SpecIdEvent:
+    """TCG_EfiSpecIdEvent (``Spec ID Event03``): versions and the digest size of every algorithm."""
+
+    platform_class: int
+    spec_version_minor: int
+    spec_version_major: int
+    spec_errata: int
+    uintn_size: int
+    digest_sizes: tuple[tuple[int, int], ...]
+    vendor_info: bytes
+
+
+@attrs.frozen
+class TcgEvent:
+    """One event: ``number`` is its position in the log (the Spec ID header is number 0)."""
+
+    number: int
+    pcr_index: int
+    event_type: int
+    digests: tuple[tuple[int, bytes], ...]
+    data: bytes
+
+    def digest(self, hash_alg: int) -> bytes | None:
+        for a, d in self.digests:
+            if a == hash_alg:
+                return d
+        return None
+
+
+@attrs.frozen
+class EventLog:
+    """A parsed log; ``spec_id`` is None for a legacy SHA-1 log. ``events`` excludes the header."""
+
+    spec_id: SpecIdEvent | None
+    events: tuple[TcgEvent, ...]
+
+    @property
+    def digest_sizes(self) -> dict[int, int]:
+        if self.spec_id is None:
+            return {alg.TPM_ALG_SHA1: _SHA1_SIZE}
+        return dict(self.spec_id.digest_sizes)
+
+    @property
+    def hash_algs(self) -> tuple[int, ...]:
+        return tuple(self.digest_sizes)
+
+
+@attrs.frozen
+class EventLogReplay:
+    """A successful replay: the bank, the replayed value of every PCR in the log, the events."""
+
+    hash_alg: int
+    pcrs: dict[int, bytes]
+    events: tuple[TcgEvent, ...]
+
+
+def parse_event_log(data: bytes) -> EventLog:
+    """Parse a crypto-agile or legacy SHA-1 TCG event log."""
+    check_size(data, "event log", MAX_EVENT_LOG_SIZE)
+    r = Reader(data, "event log", little_endian=True)
+    if not r.remaining:
+        return EventLog(None, ())
+    first = _read_sha1_event(r, 0)
+    spec_id = None
+    if first.event_type == EV_NO_ACTION and first.data.startswith(_SPEC_ID_SIGNATURE):
+        spec_id = _parse_spec_id(first.data)
+        events: list[TcgEvent] = []
+    else:
+        events = [first]
+    while r.remaining:
+        number = len(events) + (1 if spec_id else 0)
+        if number > MAX_EVENTS:
+            raise MalformedEvidence(f"event log: more than {MAX_EVENTS} events")
+        if spec_id is None:
+            events.append(_read_sha1_event(r, number))
+        else:
+            events.append(_read_event2(r, number, dict(spec_id.digest_sizes)))
+    return EventLog(spec_id, tuple(events))
+
+
+def replay(log: EventLog | bytes, hash_alg: int) -> dict[int, bytes]:
+    """Replay the log for one bank: PCR index → final value, for every PCR the log touches."""
+    if not isinstance(log, EventLog):
+        log = parse_event_log(log)
+    name = alg.alg_name(hash_alg)
+    size = log.digest_sizes.get(hash_alg)
+    if size is None:
+        banks = ", ".join(alg.alg_name(a) for a in log.hash_algs)
+        raise EventLogMismatch(f"event log has no {name} digests (its banks: {banks})")
+    hash_ = alg.hash_for(hash_alg, "event log replay bank")
+    hash_name = hash_.name.replace("-", "")  # hashlib's name for the same algorithm
+    if hash_.digest_size != size:
+        raise MalformedEvidence(f"event log: header gives {size}-byte {name} digests, expected {hash_.digest_size}")
+    pcrs: dict[int, bytes] = {}
+    for ev in log.events:
+        if ev.event_type == EV_NO_ACTION:
+            if ev.pcr_index == 0 and ev.data.startswith(_STARTUP_LOCALITY):
+                pcrs[0] = _startup_locality(ev, pcrs, size)
+            continue
+        measured = ev.digest(hash_alg)
+        if measured is None:
+            raise EventLogMismatch(f"event log: event {ev.number} (PCR {ev.pcr_index}) has no {name} digest")
+        old = pcrs.get(ev.pcr_index, bytes(size))
+        pcrs[ev.pcr_index] = hashlib.new(hash_name, old + measured).digest()
+    return dict(sorted(pcrs.items()))
+
+
+def verify_replay(log: EventLog | bytes, pcrs: PCRs) -> EventLogReplay:
+    """Replay ``log`` for the bank of ``pcrs`` and compare every PCR the log touches.
+
+    A PCR in the log whose value differs from the quoted one, or that the quote lacks, is a
+    mismatch; all mismatching indices are named. PCRs that the log does not touch are not compared.
+    """
+    if not isinstance(log, EventLog):
+        log = parse_event_log(log)
+    replayed = replay(log, pcrs.hash)
+    problems: dict[int, str] = {}
+    for index, value in replayed.items():
+        quoted = pcrs.pcrs.get(index)
+        if quoted is None:
+            problems[index] = "in the event log but not in the quote"
+        elif not hmac.compare_digest(quoted, value):
+            problems[index] = f"replayed {value.hex()}, quoted {quoted.hex()}"
+    if problems:
+        indices = ", ".join(str(i) for i in problems)
+        details = "; ".join(f"PCR {i}: {why}" for i, why in problems.items())
+        raise EventLogMismatch(f"event log replay ({pcrs.hash_name}) differs from the quoted PCRs {indices}: {details}")
+    return EventLogReplay(hash_alg=pcrs.hash, pcrs=replayed, events=log.events)
+
+
+def _startup_locality(ev: TcgEvent, pcrs: dict[int, bytes], size: int) -> bytes:
+    if len(ev.data) <= len(_STARTUP_LOCALITY):
+        raise MalformedEvidence(f"event log: event {ev.number}: StartupLocality event without a locality byte")
+    if 0 in pcrs:
+        raise MalformedEvidence(f"event log: event {ev.number}: StartupLocality after PCR 0 was extended")
+    return bytes(size - 1) + ev.data[len(_STARTUP_LOCALITY) : len(_STARTUP_LOCALITY) + 1]
+
+
+def _read_header(r: Reader, number: int) -> tuple[int, int]:
+    pcr_index = r.u32(f"event[{number}].pcrIndex")
+    event_type = r.u32(f"event[{number}].eventType")
+    if pcr_index > MAX_PCR_INDEX:
+        raise MalformedEvidence(f"event log: event {number}: PCR index {pcr_index} out of range 0..{MAX_PCR_INDEX}")
+    return pcr_index, event_type
+
+
+def _read_data(r: Reader, number: int) -> bytes:
+    size = r.u32(f"event[{number}].eventSize")
+    if size > MAX_EVENT_DATA_SIZE:
+        raise MalformedEvidence(f"event log: event {number}: eventSize {size}, more than {MAX_EVENT_DATA_SIZE}")
+    return r.take(size, f"event[{number}].event")
+
+
+def _read_sha1_event(r: Reader, number: int) -> TcgEvent:
+    """TCG_PCR_EVENT: pcrIndex, eventType, SHA-1 digest, eventSize, event."""
+    pcr_index, event_type = _read_header(r, number)
+    sha1 = r.take(_SHA1_SIZE, f"event[{number}].digest")
+    return TcgEvent(number, pcr_index, event_type, ((alg.TPM_ALG_SHA1, sha1),), _read_data(r, number))
+
+
+_EVENT2_HEADER = struct.Struct("<III")  # pcrIndex, eventType, TPML_DIGEST_VALUES.count
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+
+def _read_event2(r: Reader, number: int, sizes: dict[int, int]) -> TcgEvent:
+    """TCG_PCR_EVENT2: pcrIndex, eventType, TPML_DIGEST_VALUES, eventSize, event.
+
+    The hot path of log parsing: it unpacks with ``struct`` and checks every bound itself, and
+    builds error messages only on failure.
+    """
+    data, pos, end = r.data, r.pos, len(r.data)
+    if end - pos < _EVENT2_HEADER.size:
+        raise _truncated(number, "header", pos)
+    pcr_index, event_type, count = _EVENT2_HEADER.unpack_from(data, pos)
+    pos += _EVENT2_HEADER.size
+    if pcr_index > MAX_PCR_INDEX:
+        raise MalformedEvidence(f"event log: event {number}: PCR index {pcr_index} out of range 0..{MAX_PCR_INDEX}")
+    if count > len(sizes):
+        raise MalformedEvidence(
+            f"event log: event {number}: {count} digests, but the Spec ID header lists {len(sizes)} algorithms"
+        )
+    digests: list[tuple[int, bytes]] = []
+    for _ in range(count):
+        if end - pos < 2:
+            raise _truncated(number, "digest algorithm", pos)
+        (hash_alg,) = _U16.unpack_from(data, pos)
+        pos += 2
+        size = sizes.get(hash_alg)
+        if size is None:
+            raise MalformedEvidence(
+                f"event log: event {number}: digest algorithm {alg.alg_name(hash_alg)} is not in the Spec ID header"
+            )
+        if any(a == hash_alg for a, _ in digests):
+            raise MalformedEvidence(f"event log: event {number}: two {alg.alg_name(hash_alg)} digests")
+        if end - pos < size:
+            raise _truncated(number, f"{alg.alg_name(hash_alg)} digest", pos)
+        digests.append((hash_alg, data[pos : pos + size]))
+        pos += size
+    if end - pos < 4:
+        raise _truncated(number, "eventSize", pos)
+    (event_size,) = _U32.unpack_from(data, pos)
+    pos += 4
+    if event_size > MAX_EVENT_DATA_SIZE:
+        raise MalformedEvidence(f"event log: event {number}: eventSize {event_size}, more than {MAX_EVENT_DATA_SIZE}")
+    if end - pos < event_size:
+        raise _truncated(number, "event data", pos)
+    event_data = data[pos : pos + event_size]
+    r.seek(pos + event_size)
+    return TcgEvent(number, pcr_index, event_type, tuple(digests), event_data)
+
+
+def _truncated(number: int, field: str, pos: int) -> MalformedEvidence:
+    return MalformedEvidence(f"event log: event {number}: truncated {field} at offset {pos}")
+
+
+def _parse_spec_id(data: bytes) -> SpecIdEvent:
+    r = Reader(data, "event log Spec ID Event03", little_endian=True)
+    r.take(len(_SPEC_ID_SIGNATURE), "signature")
+    platform_class = r.u32("platformClass")
+    minor, major, errata, uintn_size = (
+        r.u8(f) for f in ("specVersionMinor", "specVersionMajor", "specErrata", "uintnSize")
+    )
+    count = r.u32("numberOfAlgorithms")
+    if not 1 <= count <= MAX_ALGORITHMS:
+        raise MalformedEvidence(f"event log Spec ID Event03.numberOfAlgorithms: {count}, expected 1..{MAX_ALGORITHMS}")
+    sizes: list[tuple[int, int]] = []
+    for i in range(count):
+        hash_alg = r.u16(f"digestSizes[{i}].algorithmId")
+        size = r.u16(f"digestSizes[{i}].digestSize")
+        known = alg.HASH_DIGEST_SIZES.get(hash_alg)
+        if (known is not None and size != known) or not 1 <= size <= MAX_DIGEST_SIZE:
+            raise MalformedEvidence(
+                f"event log Spec ID Event03.digestSizes[{i}]: size {size} is wrong for {alg.alg_name(hash_alg)}"
+            )
+        if any(a == hash_alg for a, _ in sizes):
+            raise MalformedEvidence(f"event log Spec ID Event03: {alg.alg_name(hash_alg)} listed twice")
+        sizes.append((hash_alg, size))
+    vendor_info = r.take(r.u8("vendorInfoSize"), "vendorInfo")
+    r.end()
+    return SpecIdEvent(platform_class, minor, major, errata, uintn_size, tuple(sizes), vendor_info)
