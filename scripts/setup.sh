@@ -15,4 +15,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "tox>=4.11"
-echo "setup: swtpm $(swtpm --version 2>/dev/null | head -n1 | awk '{print $NF}'), $(.venv/bin/python --version), tox $(.venv/bin/tox --version | awk '{print $1}')"
+echo "setup: $(swtpm --version 2>/dev/null | head -n1 | cut -d, -f1); $(.venv/bin/python --version); tox $(.venv/bin/tox --version | awk '{print $1}')"
