@@ -1,0 +1,166 @@
+"""``starlock-keyservice``: the key service process (upstream ``keyservice/cmd/main.go``).
+
+Flags as upstream (``--port``, ``--master-secret``, ``--salt``, ``-v``; the single-dash Go
+spellings ``-port`` etc. are accepted too) plus the transport (exactly one of ``--unix PATH``,
+``--tls-cert/--tls-key/--tls-ca`` or ``--insecure-plaintext``) and ``--kms-uri``.
+SIGTERM/SIGINT: stop accepting calls, let in-flight calls finish (up to ``--shutdown-grace``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from starlock.kms.factory import open_kms
+from starlock.kms.interface import KMS, KmsError
+from starlock.kms.keyservice._log import configure_logging, vlog
+from starlock.kms.keyservice.server import add_insecure_port, add_mtls_port, add_unix_socket, build_server
+from starlock.kms.mastersecret import read_secret_files
+
+__all__ = ["main", "parse_args", "run"]
+
+DEFAULT_PORT = 9000
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="starlock-keyservice",
+        description="Serve /kms.API/GetDataKey (Constellation-compatible key service).",
+        allow_abbrev=False,
+    )
+    p.add_argument("--port", "-port", type=int, default=DEFAULT_PORT, help="TCP port (default 9000)")
+    p.add_argument(
+        "--master-secret",
+        "-master-secret",
+        default="/var/config/mastersecret",
+        help="file with the raw master secret (>= 16 bytes)",
+    )
+    p.add_argument("--salt", "-salt", default="/var/config/salt", help="file with the raw salt (>= 32 bytes)")
+    p.add_argument("-v", type=int, default=0, metavar="N", help="log verbosity: 2 requests, 4 general, 6 low-level")
+    p.add_argument(
+        "--kms-uri",
+        default=None,
+        help="KMS URI (default: cluster KMS from --master-secret/--salt); e.g. kms://vault?...",
+    )
+    t = p.add_argument_group("transport (choose exactly one)")
+    t.add_argument("--unix", metavar="PATH", help="listen on a Unix socket (its directory must be private, 0700)")
+    t.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (mutual TLS on TCP)")
+    t.add_argument("--tls-key", metavar="PEM", help="server private key")
+    t.add_argument("--tls-ca", metavar="PEM", help="CA certificates that client certificates must chain to")
+    t.add_argument(
+        "--insecure-plaintext",
+        action="store_true",
+        help="INSECURE: plaintext TCP without authentication (as upstream); anyone who can connect gets keys",
+    )
+    p.add_argument("--listen-host", default=None, help="TCP host (default 127.0.0.1 plaintext, 0.0.0.0 mTLS)")
+    p.add_argument("--shutdown-grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM")
+    p.add_argument("--max-workers", type=int, default=16, help="gRPC handler threads")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and cross-check the flags (exits with status 2 on a usage error)."""
+    p = _parser()
+    args = p.parse_args(argv)
+    tls = (args.tls_cert, args.tls_key, args.tls_ca)
+    modes = [args.unix is not None, any(tls), args.insecure_plaintext]
+    if sum(modes) != 1:
+        p.error("choose exactly one transport: --unix PATH, --tls-cert/--tls-key/--tls-ca, or --insecure-plaintext")
+    if any(tls) and not all(tls):
+        p.error("mutual TLS needs all of --tls-cert, --tls-key and --tls-ca")
+    if not 0 <= args.port <= 65535:
+        p.error("--port must be 0..65535")
+    if args.unix is not None and args.listen_host is not None:
+        p.error("--listen-host applies to TCP transports only")
+    if args.v < 0 or args.max_workers < 1 or args.shutdown_grace < 0:
+        p.error("-v, --max-workers and --shutdown-grace must not be negative (--max-workers >= 1)")
+    return args
+
+
+def _open_kms(args: argparse.Namespace) -> KMS:
+    if args.kms_uri is not None:
+        return open_kms(args.kms_uri, check_lengths=True)
+    secret = read_secret_files(args.master_secret, args.salt)
+    return open_kms(secret.to_uri(), check_lengths=True)
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(1024 * 1024)
+    except OSError as e:
+        raise KmsError(f"cannot read {path!r}: {e.strerror}") from None
+
+
+def run(args: argparse.Namespace, kms: KMS | None = None, *, install_signals: bool = True) -> int:
+    """Start the service and block until SIGTERM/SIGINT; return the exit status.
+
+    ``kms`` overrides the backend built from the flags (for embedding and tests).
+    """
+    log = configure_logging(args.v)
+    try:
+        backend = kms if kms is not None else _open_kms(args)
+    except KmsError as e:
+        log.error("cannot set up the KMS", extra={"v": 0, "fields": {"error": str(e)}})
+        return 1
+    server = build_server(backend, max_workers=args.max_workers)
+    try:
+        if args.unix is not None:
+            where = add_unix_socket(server, args.unix)
+        elif args.insecure_plaintext:
+            host = args.listen_host or "127.0.0.1"
+            port = add_insecure_port(server, host, args.port)
+            where = f"{host}:{port}"
+            log.warning(
+                "serving plaintext gRPC without authentication (--insecure-plaintext)",
+                extra={"v": 0, "fields": {"address": where}},
+            )
+        else:
+            host = args.listen_host or "0.0.0.0"  # noqa: S104 - mutual TLS authenticates every client
+            port = add_mtls_port(
+                server,
+                host,
+                args.port,
+                cert_pem=_read(args.tls_cert),
+                key_pem=_read(args.tls_key),
+                ca_pem=_read(args.tls_ca),
+            )
+            where = f"{host}:{port}"
+    except KmsError as e:
+        log.error("cannot listen", extra={"v": 0, "fields": {"error": str(e)}})
+        backend.close()
+        return 1
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    if install_signals:
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+    server.start()
+    if args.unix is not None:
+        os.chmod(args.unix, 0o600)
+    vlog(log, 0, "key service listening", address=where, pid=os.getpid())
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        stopped = server.stop(args.shutdown_grace)  # new calls are refused from here on
+        vlog(log, 0, "shutting down; letting in-flight calls finish", grace_seconds=args.shutdown_grace)
+        stopped.wait()
+        backend.close()
+        vlog(log, 0, "key service stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point of ``starlock-keyservice``."""
+    logging.captureWarnings(True)
+    return run(parse_args(argv))
