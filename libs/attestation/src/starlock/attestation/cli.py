@@ -1,5 +1,9 @@
 """``starlock-verify``: verify attestation evidence from the command line.
 
+``document`` checks a vTPM attestation document against a variant's config; ``snp-report`` checks
+a raw AMD SEV-SNP report (binary, hex or base64; optionally an extended report with its
+certificate table) against its VCEK/VLEK and the AMD chain, whose ARK must be pinned.
+
 Exit codes: 0 accepted, 1 rejected, 2 bad usage or unreadable input (one-line reason on stderr).
 """
 
@@ -54,6 +58,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     doc.add_argument("--at", help="verification time, RFC 3339 (default: now)")
     doc.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
+    from starlock.attestation.snp._cli import add_snp_report_parser
+
+    add_snp_report_parser(sub)
     return parser
 
 
@@ -96,11 +103,11 @@ def _run_document(args: argparse.Namespace) -> EvaluationReport:
             raise _UsageError("--nonce must be hex") from None
         if not nonce:
             raise _UsageError("--nonce is empty")
-    _parse_time(args.at)  # TPM-only variants check no certificate times; validated for the CLI contract
+    at = _parse_time(args.at)
     document = _read(args.file, "document")
     try:
         config = load_attestation_config(_read(args.config, "config"), variant)
-        validator = validator_for(config)
+        validator = validator_for(config, at=at)
     except AttestationError as exc:
         raise _UsageError(str(exc)) from None
     return validator.evaluate(document, nonce)
@@ -135,6 +142,10 @@ def _print_table(report: EvaluationReport, out: TextIO) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if args.command == "snp-report":
+        from starlock.attestation.snp._cli import run_snp_report
+
+        return run_snp_report(args)
     try:
         report = _run_document(args)
     except _UsageError as exc:

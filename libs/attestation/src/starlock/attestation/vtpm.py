@@ -104,6 +104,12 @@ class VtpmValidator:
     def validate_cvm(self, document: AttestationDocument, rec: CheckRecorder) -> None:
         """Variant-specific confidential-VM checks (none by default)."""
 
+    def tpm_nonce(self, document: AttestationDocument, extra_data: bytes, rec: CheckRecorder) -> bytes:
+        """The TPM qualifying data the quotes must carry (§5.0 step 4); variants may choose a binding."""
+        if self.legacy_nonce_binding:
+            return extra_data
+        return make_tpm_nonce(document.instance_info, extra_data)
+
     # --- the frame ----------------------------------------------------------------------
 
     def validate(self, document: bytes, nonce: bytes) -> ValidationResult:
@@ -142,12 +148,7 @@ class VtpmValidator:
         ak = self.trusted_key(doc, extra_data or b"", rec)
         claims["ak_name"] = ak.name().hex()
 
-        if extra_data is None:
-            tpm_nonce = self._unbound_tpm_nonce(doc)
-        elif self.legacy_nonce_binding:
-            tpm_nonce = extra_data
-        else:
-            tpm_nonce = make_tpm_nonce(doc.instance_info, extra_data)
+        tpm_nonce = self._unbound_tpm_nonce(doc) if extra_data is None else self.tpm_nonce(doc, extra_data, rec)
 
         log = parse_event_log(att.event_log) if att.event_log else None
         verified = rec.run(

@@ -1,0 +1,271 @@
+"""``starlock-verify snp-report``: verify a raw SEV-SNP report (the CLI adapter around verify.py).
+
+Output and exit codes are those of ``starlock-verify document``: 0 accepted, 1 rejected, 2 bad
+usage or unreadable input; a table, or with ``--json``
+``{"accepted", "variant": "sev-snp-report", "checks", "claims", "warnings", "error"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from cryptography import x509
+
+from starlock.attestation.config import AttestationConfig, SnpVersions, load_attestation_config
+from starlock.attestation.errors import AttestationError, ConfigError, MalformedEvidence
+from starlock.attestation.interfaces import Check, CheckStatus
+from starlock.attestation.snp.certtable import CertTable, parse_cert_table
+from starlock.attestation.snp.policy import SnpPolicy
+from starlock.attestation.snp.report import REPORT_SIZE, Product
+from starlock.attestation.snp.verify import SnpEvaluation, SnpVerifier
+from starlock.attestation.trust import load_certificates
+from starlock.attestation.variant import Variant
+
+__all__ = ["VARIANT_NAME", "add_snp_report_parser", "decode_evidence_bytes", "run_snp_report"]
+
+VARIANT_NAME = "sev-snp-report"
+EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+MAX_INPUT_SIZE = 1024 * 1024
+_SNP_VARIANTS = (Variant.AWS_SEV_SNP, Variant.AZURE_SEV_SNP, Variant.GCP_SEV_SNP)
+_SNP_VARIANTS_TEXT = tuple(v.value for v in _SNP_VARIANTS)
+_HEX_TEXT = re.compile(rb"[0-9a-fA-F\s]+")
+_B64_TEXT = re.compile(rb"[A-Za-z0-9+/=_\-\s]+")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def add_snp_report_parser(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "snp-report",
+        help="verify a raw AMD SEV-SNP attestation report against its VCEK/VLEK and the AMD chain",
+        description=(
+            "Verify a raw SEV-SNP report (binary, hex or base64 text; an extended report's certificate "
+            "table may follow it) with its signer certificate and the AMD chain. The ARK must be one of "
+            "the pinned AMD roots."
+        ),
+    )
+    cmd.add_argument("report", help="the report file (binary, hex or base64), '-' for standard input")
+    cmd.add_argument("--signer", help="the VCEK or VLEK (PEM or DER); default: the extended report's cert table")
+    cmd.add_argument("--chain", help="PEM bundle with the ASK or ASVK and the ARK; default: the cert table")
+    cmd.add_argument("--cert-table", help="certificate table (GUID table) of an extended report, binary or hex")
+    cmd.add_argument("--product", help="product line (Milan, Genoa, Turin) when the report and signer do not say")
+    cmd.add_argument("--at", help="verification time, RFC 3339 (default: now)")
+    cmd.add_argument("--report-data", help="expected REPORT_DATA, hex (up to 64 bytes, zero-padded on the right)")
+    cmd.add_argument("--measurement", help="expected MEASUREMENT, hex (48 bytes)")
+    cmd.add_argument("--vmpl", type=int, default=0, help="required VMPL (default 0); -1 to accept any")
+    cmd.add_argument("--allow-debug", action="store_true", help="accept a guest policy that allows debugging")
+    cmd.add_argument(
+        "--id-key-digest", action="append", default=None, help="accepted ID-key digest, hex (48 bytes); repeatable"
+    )
+    cmd.add_argument("--min-launch-tcb", help="minimum launch TCB as BL:TEE:SNP:UCODE (e.g. 3:0:8:115)")
+    cmd.add_argument(
+        "--config",
+        help="attestation config of an SNP variant (JSON or YAML; needs --variant): its minimum launch TCB and "
+        "accepted ID-key digests become the policy; the options above override it",
+    )
+    cmd.add_argument("--variant", help="the SNP variant of --config: aws-sev-snp, azure-sev-snp or gcp-sev-snp")
+    cmd.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
+
+
+def decode_evidence_bytes(data: bytes) -> bytes:
+    """Binary as is; text input that is all hex digits, or base64 (standard or URL-safe), decoded."""
+    stripped = data.strip()
+    if not stripped or len(data) == REPORT_SIZE:
+        return data
+    if _HEX_TEXT.fullmatch(stripped):
+        try:
+            return bytes.fromhex(stripped.decode())
+        except ValueError:
+            pass
+    if _B64_TEXT.fullmatch(stripped):
+        text = b"".join(stripped.split())
+        try:
+            alt = b"-_" if b"-" in text or b"_" in text else None
+            return base64.b64decode(text + b"=" * (-len(text) % 4), altchars=alt, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return data
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_INPUT_SIZE + 1)
+        else:
+            with Path(path).open("rb") as fh:
+                data = fh.read(MAX_INPUT_SIZE + 1)
+    except OSError as exc:
+        raise _UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > MAX_INPUT_SIZE:
+        raise _UsageError(f"{what} {path} is larger than {MAX_INPUT_SIZE} bytes")
+    return data
+
+
+def _hex(value: str | None, what: str, size: int | None = None, pad: bool = False) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise _UsageError(f"{what} must be hex") from None
+    if size is not None:
+        if pad and len(raw) <= size:
+            raw += bytes(size - len(raw))
+        if len(raw) != size:
+            raise _UsageError(f"{what} must be {'at most ' if pad else ''}{size} bytes, got {len(raw)}")
+    return raw
+
+
+def _policy(args: argparse.Namespace) -> SnpPolicy:
+    product = None
+    if args.product is not None:
+        try:
+            product = Product.from_name(args.product)
+        except AttestationError as exc:
+            raise _UsageError(f"--product: {exc}") from None
+    minimum = None
+    if args.min_launch_tcb is not None:
+        parts = args.min_launch_tcb.split(":")
+        if len(parts) != 4 or not all(p.isdigit() for p in parts):
+            raise _UsageError("--min-launch-tcb must be BL:TEE:SNP:UCODE, e.g. 3:0:8:115")
+        minimum = SnpVersions(*(int(p) for p in parts))
+    digests: list[bytes] | None = None
+    if args.id_key_digest is not None:
+        digests = [_hex(d, "--id-key-digest", 48) or b"" for d in args.id_key_digest]
+    given: dict[str, Any] = {
+        "product": product,
+        "report_data": _hex(args.report_data, "--report-data", 64, pad=True),
+        "measurement": _hex(args.measurement, "--measurement", 48),
+        "accepted_id_key_digests": digests,
+        "minimum_launch_tcb": minimum,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides["vmpl"] = None if args.vmpl == -1 else args.vmpl
+    overrides["allow_debug"] = args.allow_debug
+    config = _config(args)
+    try:
+        return SnpPolicy.from_config(config, **overrides) if config is not None else SnpPolicy(**overrides)
+    except ConfigError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _config(args: argparse.Namespace) -> AttestationConfig | None:
+    if args.config is None and args.variant is None:
+        return None
+    if args.config is None or args.variant is None:
+        raise _UsageError("--config and --variant go together")
+    try:
+        variant = Variant.from_string(args.variant)
+        if variant not in _SNP_VARIANTS:
+            raise _UsageError(f"--variant {variant.value} is not an SNP variant ({', '.join(_SNP_VARIANTS_TEXT)})")
+        return load_attestation_config(_read(args.config, "config"), variant)
+    except AttestationError as exc:
+        raise _UsageError(f"--config: {exc}") from None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _UsageError(f"--at {value!r:.40} is not an RFC 3339 time (e.g. 2026-11-25T12:00:00Z)") from None
+    if at.tzinfo is None:
+        raise _UsageError("--at needs a time zone (e.g. 2026-11-25T12:00:00Z)")
+    return at
+
+
+def _rejected(error: AttestationError) -> SnpEvaluation:
+    return SnpEvaluation(False, (Check(error.check, CheckStatus.FAIL, str(error)),), error=error)
+
+
+def _evaluate(args: argparse.Namespace) -> SnpEvaluation:
+    policy = _policy(args)
+    at = _parse_time(args.at)
+    if args.vmpl < -1:
+        raise _UsageError("--vmpl must be 0..3, or -1 for any")
+    evidence = decode_evidence_bytes(_read(args.report, "report"))
+    table_bytes = evidence[REPORT_SIZE:]
+    if args.cert_table is not None:
+        if table_bytes:
+            raise _UsageError("--cert-table given, but the report file already carries data after the report")
+        table_bytes = decode_evidence_bytes(_read(args.cert_table, "certificate table"))
+    try:
+        table = parse_cert_table(table_bytes) if table_bytes else CertTable()
+    except MalformedEvidence as exc:
+        return _rejected(
+            MalformedEvidence(f"the {len(table_bytes)} bytes after the report are not a certificate table: {exc}")
+        )
+    signer = _read(args.signer, "signer certificate") if args.signer else (table.vcek or table.vlek)
+    if signer is None:
+        raise _UsageError("no signer: give --signer (VCEK/VLEK) or an extended report whose table holds one")
+    chain: list[x509.Certificate] = []
+    try:
+        if args.chain:
+            chain = load_certificates(_read(args.chain, "chain"))
+        else:
+            chain = [c for blob in (table.ask, table.ark) if blob for c in load_certificates(blob)]
+    except MalformedEvidence as exc:
+        return _rejected(MalformedEvidence(f"chain: {exc}", check="certificate-chain"))
+    if not chain:
+        raise _UsageError(
+            "no AMD chain: give --chain (ASK or ASVK, then ARK) or an extended report with ASK/ARK entries"
+        )
+    return SnpVerifier(policy).evaluate(evidence[:REPORT_SIZE], signer, chain, at=at)
+
+
+def _json(evaluation: SnpEvaluation) -> dict[str, Any]:
+    error = evaluation.error
+    return {
+        "accepted": evaluation.accepted,
+        "variant": VARIANT_NAME,
+        "checks": [{"name": c.name, "status": c.status.value, "detail": c.detail} for c in evaluation.checks],
+        "claims": evaluation.claims(),
+        "warnings": list(evaluation.warnings),
+        "error": None if error is None else f"{type(error).__name__}: {error}",
+    }
+
+
+def _table(evaluation: SnpEvaluation, out: TextIO) -> None:
+    width = max([len(c.name) for c in evaluation.checks] + [5])
+    out.write(f"Attestation variant: {VARIANT_NAME}\n\n")
+    out.write(f"{'CHECK':<{width}}  {'STATUS':<6}  DETAIL\n")
+    for check in evaluation.checks:
+        out.write(f"{check.name:<{width}}  {check.status.value.upper():<6}  {check.detail}\n")
+    out.write("\n")
+    claims = evaluation.claims()
+    for label, key in (("Product", "product"), ("Signer", "signing_key"), ("Measure", "measurement")):
+        if key in claims:
+            out.write(f"{label + ':':<10} {claims[key]}\n")
+    if "report_data" in claims:
+        out.write(f"{'Rep. data:':<10} {claims['report_data']}\n")
+    warns = sum(1 for c in evaluation.checks if c.status is CheckStatus.WARN)
+    verdict = "ACCEPTED" if evaluation.accepted else "REJECTED"
+    out.write(f"Result:    {verdict} ({warns} warning{'s' if warns != 1 else ''})\n")
+
+
+def run_snp_report(args: argparse.Namespace) -> int:
+    try:
+        evaluation = _evaluate(args)
+    except _UsageError as exc:
+        sys.stderr.write(f"starlock-verify: {exc}\n")
+        return EXIT_USAGE
+    if args.json:
+        json.dump(_json(evaluation), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _table(evaluation, sys.stdout)
+    if not evaluation.accepted:
+        sys.stderr.write(f"starlock-verify: rejected: {evaluation.error}\n")
+        return EXIT_REJECTED
+    return EXIT_ACCEPTED
