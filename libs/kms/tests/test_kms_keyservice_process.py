@@ -164,15 +164,17 @@ def test_short_secret_files_exit_1_without_secret(
         assert base64.b64encode(secret).decode().rstrip("=") not in res.stderr
 
 
+def _uri_file(directory: Path, uri: str, mode: int = 0o600) -> Path:
+    path = directory / "kms-uri"
+    path.write_text(uri)
+    path.chmod(mode)
+    return path
+
+
 def test_unsupported_kms_uri_exits_1(sockdir: Path) -> None:
+    uri_file = _uri_file(sockdir, "kms://aws?region=r&accessKeyID=i&accessKey=SECRETVALUE&keyName=k")
     res = subprocess.run(
-        [
-            *KEYSERVICE,
-            "--unix",
-            str(sockdir / "s.sock"),
-            "--kms-uri",
-            "kms://aws?region=r&accessKeyID=i&accessKey=SECRETVALUE&keyName=k",
-        ],
+        [*KEYSERVICE, "--unix", str(sockdir / "s.sock"), "--kms-uri-file", str(uri_file)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -188,7 +190,7 @@ def test_kms_uri_cluster(sockdir: Path, start_keyservice: Callable[..., Any]) ->
 
     secret = MasterSecret(bytes(range(32)), bytes(range(32, 64)))
     sock = sockdir / "u.sock"
-    ks = start_keyservice("--unix", str(sock), "--kms-uri", secret.to_uri())
+    ks = start_keyservice("--unix", str(sock), "--kms-uri-file", str(_uri_file(sockdir, secret.to_uri())))
     ks.wait_for("key service listening")
     channel, stub = _stub(f"unix:{sock}")
     with channel:
@@ -232,3 +234,37 @@ def test_mutual_tls_process(tmp_path: Path, pki: Any, start_keyservice: Callable
     with channel, pytest.raises(grpc.RpcError):
         stub.GetDataKey(_req("x", 32), timeout=10)
     assert ks.terminate() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--unix", "/tmp/x.sock", "--kms-uri", "kms://cluster-kms?key=AAAA&salt=BBBB"], "carries a secret parameter"),
+        (
+            ["--unix", "/tmp/x.sock", "--kms-uri", "kms://vault?address=http://127.0.0.1:1&keyName=k&token=T0KEN"],
+            "carries a secret parameter",
+        ),
+        (["--insecure-plaintext", "--listen-host", "0.0.0.0"], "binds to loopback only"),
+        (["--insecure-plaintext", "--listen-host", "10.1.2.3"], "binds to loopback only"),
+    ],
+)
+def test_secrets_on_the_command_line_and_plaintext_off_loopback_are_refused(args: list[str], reason: str) -> None:
+    res = subprocess.run([*KEYSERVICE, *args], capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2
+    assert reason in res.stderr
+    assert "T0KEN" not in res.stderr
+
+
+def test_kms_uri_file_readable_by_others_is_refused(sockdir: Path) -> None:
+    from starlock.kms import MasterSecret
+
+    uri_file = _uri_file(sockdir, MasterSecret(bytes(range(32)), bytes(range(32, 64))).to_uri(), mode=0o644)
+    res = subprocess.run(
+        [*KEYSERVICE, "--unix", str(sockdir / "s.sock"), "--kms-uri-file", str(uri_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 1
+    assert "readable by others" in res.stderr

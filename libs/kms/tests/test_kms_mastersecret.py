@@ -139,3 +139,24 @@ def test_round_trip_and_errors_without_secret(key: bytes, salt: bytes) -> None:
     for s in (key, salt):
         for form in (s.hex(), base64.b64encode(s).decode().rstrip("=")):
             assert form not in str(e.value)
+
+
+def test_overwrite_never_exposes_the_secret_with_the_old_mode_or_through_a_symlink(tmp_path: Path) -> None:
+    from starlock.kms import MasterSecret, read_master_secret_file, write_master_secret_file
+
+    secret = MasterSecret(bytes(range(32)), bytes(range(32, 64)))
+    loose = tmp_path / "loose.json"
+    loose.write_text("{}")
+    loose.chmod(0o644)
+    write_master_secret_file(loose, secret, overwrite=True)
+    assert loose.stat().st_mode & 0o777 == 0o600
+    assert read_master_secret_file(loose) == secret
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    link = tmp_path / "link.json"
+    link.symlink_to(elsewhere)
+    write_master_secret_file(link, secret, overwrite=True)
+    assert not link.is_symlink()
+    assert elsewhere.read_text() == "untouched"
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind

@@ -8,11 +8,13 @@ indentation, mode 0600, never over an existing file unless asked.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
 import os
 import re
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +158,31 @@ def read_secret_files(master_secret_path: str | os.PathLike[str], salt_path: str
 
 
 def write_master_secret_file(path: str | os.PathLike[str], secret: MasterSecret, *, overwrite: bool = False) -> None:
-    """Write the JSON file with mode 0600; refuse an existing file unless ``overwrite``."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    """Write the JSON file with mode 0600; refuse an existing file unless ``overwrite``.
+
+    The secret goes to a private (0600) temporary file beside ``path`` first, which then replaces
+    ``path`` atomically: an existing file's looser mode never applies to the secret, a symlink at
+    ``path`` is replaced rather than followed, and a crash leaves the old file or the new one.
+    """
+    target = Path(path)
+    if not overwrite and (target.exists() or target.is_symlink()):
+        raise KmsConfigError(f"cannot create master secret file {os.fspath(path)!r}: File exists")
     try:
-        fd = os.open(path, flags, 0o600)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as e:
         raise KmsConfigError(f"cannot create master secret file {os.fspath(path)!r}: {e.strerror}") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret.to_json())
-    Path(path).chmod(0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(secret.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            os.link(tmp, target)  # fails if someone created the file meanwhile
+            os.unlink(tmp)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise KmsConfigError(f"cannot write master secret file {os.fspath(path)!r}: {e.strerror}") from None

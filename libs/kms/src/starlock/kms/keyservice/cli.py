@@ -9,10 +9,12 @@ SIGTERM/SIGINT: stop accepting calls, let in-flight calls finish (up to ``--shut
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from types import FrameType
 
@@ -45,7 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kms-uri",
         default=None,
-        help="KMS URI (default: cluster KMS from --master-secret/--salt); e.g. kms://vault?...",
+        help="KMS URI without secrets in it (default: cluster KMS from --master-secret/--salt); "
+        "e.g. kms://vault?...&tokenFile=PATH",
+    )
+    p.add_argument(
+        "--kms-uri-file",
+        default=None,
+        metavar="PATH",
+        help="file holding the KMS URI (for URIs that carry secrets: key, salt, token, accessKey, "
+        "clientSecret); mode 0600 or stricter",
     )
     t = p.add_argument_group("transport (choose exactly one)")
     t.add_argument("--unix", metavar="PATH", help="listen on a Unix socket (its directory must be private, 0700)")
@@ -77,12 +87,62 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--port must be 0..65535")
     if args.unix is not None and args.listen_host is not None:
         p.error("--listen-host applies to TCP transports only")
+    if args.insecure_plaintext and args.listen_host is not None and not _is_loopback(args.listen_host):
+        p.error(
+            "--insecure-plaintext hands out keys to anyone who connects: it binds to loopback only "
+            "(127.0.0.1, ::1, localhost); use mutual TLS or a Unix socket to serve other hosts"
+        )
+    if args.kms_uri is not None and args.kms_uri_file is not None:
+        p.error("give --kms-uri or --kms-uri-file, not both")
+    if args.kms_uri is not None and _carries_secrets(args.kms_uri):
+        # argv is readable by every local user (/proc/<pid>/cmdline, ps): secrets go in a file.
+        p.error(
+            "--kms-uri carries a secret parameter (key, salt, token, accessKey or clientSecret): "
+            "pass it with --kms-uri-file"
+        )
     if args.v < 0 or args.max_workers < 1 or args.shutdown_grace < 0:
         p.error("-v, --max-workers and --shutdown-grace must not be negative (--max-workers >= 1)")
     return args
 
 
+_SECRET_PARAMETERS = frozenset({"key", "salt", "token", "accessKey", "clientSecret"})
+MAX_URI_FILE_SIZE = 64 * 1024
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _carries_secrets(uri: str) -> bool:
+    query = urllib.parse.urlsplit(uri).query
+    return any(name in _SECRET_PARAMETERS for name, _ in urllib.parse.parse_qsl(query, keep_blank_values=True))
+
+
+def _read_uri_file(path: str) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise KmsError(f"cannot read the KMS URI file {path!r}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        if os.fstat(f.fileno()).st_mode & 0o077:
+            raise KmsError(f"the KMS URI file {path!r} is readable by others: make it mode 0600")
+        data = f.read(MAX_URI_FILE_SIZE + 1)
+    if len(data) > MAX_URI_FILE_SIZE:
+        raise KmsError(f"the KMS URI file {path!r} is larger than {MAX_URI_FILE_SIZE} bytes")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise KmsError(f"the KMS URI file {path!r} is not UTF-8 text") from None
+
+
 def _open_kms(args: argparse.Namespace) -> KMS:
+    if args.kms_uri_file is not None:
+        return open_kms(_read_uri_file(args.kms_uri_file), check_lengths=True)
     if args.kms_uri is not None:
         return open_kms(args.kms_uri, check_lengths=True)
     secret = read_secret_files(args.master_secret, args.salt)

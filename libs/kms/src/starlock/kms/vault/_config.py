@@ -16,6 +16,7 @@ the parameter, never a token.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import urllib.parse
@@ -196,7 +197,20 @@ def _address(value: str) -> str:
         raise KmsConfigError("vault KMS URI: 'address' host must be printable ASCII")
     if port == 0:
         raise KmsConfigError("vault KMS URI: 'address' port must be 1..65535")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        # Over http the token and every data key (Transit encrypt/decrypt carry it) cross the
+        # network in the clear: only a server on this machine (e.g. a dev server) may use it.
+        raise KmsConfigError("vault KMS URI: 'address' must use https:// unless the server is on loopback")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _names(value: str, param: str, *, allow_slash: bool) -> str:
