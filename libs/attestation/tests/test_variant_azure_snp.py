@@ -525,3 +525,13 @@ def test_runtime_data_keys_typed_errors(key: dict[str, Any]) -> None:
 def test_snp_instance_info_typed_errors(raw: bytes) -> None:
     with contextlib.suppress(MalformedEvidence):
         parse_snp_instance_info(raw)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://myattestationprovider.weu.attest.azure.net/certs", "http://10.0.0.7/certs", "ftp://x/certs", "certs"],
+)
+def test_jwks_only_over_https_or_loopback(url: str) -> None:
+    """The MAA keys are not pinned: a plain-http fetch from the network could be answered by anyone."""
+    with pytest.raises(AttestationError, match="must be https"):
+        HttpJwksFetcher().fetch(url)

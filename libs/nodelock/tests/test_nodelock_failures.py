@@ -97,6 +97,17 @@ def test_lock_file_directory_writable_by_others(tmp_path: Path, mode: int) -> No
         NodeLock("swtpm:host=127.0.0.1,port=1", shared / "nodelock")
 
 
+def test_lock_file_directory_owned_by_another_user(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o700)
+    other_uid = 65534 if os.geteuid() != 65534 else 65533  # "nobody"
+    if os.geteuid() != 0:
+        pytest.skip("changing a directory's owner needs root (CI runs as root)")
+    os.chown(foreign, other_uid, -1)
+    with pytest.raises(LockFileError, match=f"belongs to uid {other_uid}"):
+        NodeLock("swtpm:host=127.0.0.1,port=1", foreign / "nodelock")
+
+
 def test_lock_file_path_must_name_a_file(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -26,7 +26,7 @@ from starlock.attestation.snp import (
     amd_trust_store,
     parse_cert_table,
 )
-from starlock.attestation.trust import TrustStore, load_certificates, subject_cn
+from starlock.attestation.trust import TrustStore, fingerprint, load_certificates, subject_cn
 from starlock.attestation.vtpm import CheckRecorder
 
 __all__ = ["AzureInfo", "SnpInstanceInfo", "parse_snp_instance_info", "run_snp_verification", "snp_chain"]
@@ -138,11 +138,24 @@ def snp_chain(info: SnpInstanceInfo, config: AttestationConfig, rec: CheckRecord
     return [*intermediates, *load_certificates(config.amd_root_key_pem.encode())]
 
 
-def _trust_store(config: AttestationConfig) -> TrustStore:
-    """The AMD pins plus the config's ARK, which the operator chose as the root (as upstream)."""
+def _trust_store(config: AttestationConfig, rec: CheckRecorder) -> TrustStore:
+    """The AMD pins plus the config's ARK, which the operator chose as the root (as upstream).
+
+    An ARK that is not one of the pinned AMD roots is still trusted, because the attestation
+    config names it, but never silently: the report carries a warning with its fingerprint.
+    """
     store = amd_trust_store()
     for cert in load_certificates(config.amd_root_key_pem.encode()):
+        if store.is_pinned(cert):
+            store.add(cert)
+            continue
         store.add(cert, explicitly_trusted=True)
+        rec.add(
+            "amd-root",
+            CheckStatus.WARN,
+            f"amdRootKey {subject_cn(cert) or '?'} (sha256 {fingerprint(cert)}) is not a pinned AMD root; "
+            "trusted only because the attestation config names it",
+        )
     return store
 
 
@@ -159,7 +172,7 @@ def run_snp_verification(
     """Verify the report with the SNP layer; its checks are recorded as ``snp.<name>``."""
     if not signer:
         rec.fail("snp.signer-profile", MalformedEvidence("InstanceInfo has no ReportSigner (VCEK/VLEK certificate)"))
-    evaluation = SnpVerifier(policy, trust_store=_trust_store(config)).evaluate(report, signer, chain, at=at)
+    evaluation = SnpVerifier(policy, trust_store=_trust_store(config, rec)).evaluate(report, signer, chain, at=at)
     for check in evaluation.checks:
         rec.add(f"snp.{check.name}", check.status, check.detail)
     if evaluation.error is not None:

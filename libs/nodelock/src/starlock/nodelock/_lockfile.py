@@ -42,6 +42,11 @@ def check_lock_file_location(lock_file: str | os.PathLike[str]) -> Path:
             f"lock file directory {str(directory)!r} is writable by group or others "
             f"(mode {stat.S_IMODE(info.st_mode):04o}); use a private directory such as /run/starlock"
         )
+    if info.st_uid not in (0, os.geteuid()):
+        # Its owner could create the lock file first and keep this node from ever bootstrapping.
+        raise LockFileError(
+            f"lock file directory {str(directory)!r} belongs to uid {info.st_uid}, not to root or this user"
+        )
     return path
 
 
