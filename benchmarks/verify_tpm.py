@@ -8,14 +8,24 @@ not recorded, so the document is checked without one (freshness is the only chec
   quote verification in go-tpm-tools order (the SHA-512 quote wins), event-log replay, the
   SHA-256 quote verified on its own (Starlock's fix of the upstream quirk), measurements of all
   24 PCRs compared.
-* **floor**: the same cryptography done directly with ``cryptography`` on pre-parsed inputs:
-  two RSA PKCS#1 v1.5 signature verifications (SHA-512 and SHA-256 quotes), the two pcrDigest
-  hashes and the event-log replay in both banks.
+* **floor**: the cryptographic work of that validation and nothing else, done directly with
+  ``cryptography`` and ``hashlib`` on input parsed once outside the timed loop:
 
-Prints both rates and the ratio (target: starlock / floor time <= 2). Vectors are read from
-``../shared/vectors`` beside the repository or ``$STARLOCK_VECTORS``.
+  - the AK imported from its (n, e) integers (``RSAPublicNumbers.public_key``), as the validator
+    must for every document; OpenSSL then sets the key up on its first verification;
+  - the AK name: SHA-256 over the TPMT_PUBLIC bytes (the validator reports it);
+  - for the SHA-512 quote, then the SHA-256 quote: one RSASSA-PKCS1-v1_5 SHA-256 verification
+    over TPMS_ATTEST, the pcrDigest (SHA-256 over the 24 concatenated PCR values) and the
+    event-log replay of that bank (one hash per extended event, with the hashlib constructor).
 
-    python benchmarks/verify_tpm.py [--seconds 3]
+  Not in the floor: parsing, comparisons, and the SHA-384 quote (the validator does not verify
+  it either, once the SHA-512 quote passed).
+
+Both sides run in interleaved rounds (so load on the machine hits both alike) and each reports
+its best round. Prints both rates and the ratio (target: starlock / floor time <= 2). Vectors are
+read from ``../shared/vectors`` beside the repository or ``$STARLOCK_VECTORS``.
+
+    python benchmarks/verify_tpm.py [--seconds 3] [--rounds 30]
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from starlock.attestation.tpm import parse_event_log, parse_tpmt_public, parse_t
 
 AWS_DOC = "aws-nitrotpm/constellation-aws-attdoc-2023-06/attdoc-aws.txt"
 SHA256, SHA512 = 0x000B, 0x000D
-_HASH = {SHA256: (hashes.SHA256(), "sha256"), SHA512: (hashes.SHA512(), "sha512")}
+_HASH = {SHA256: hashlib.sha256, SHA512: hashlib.sha512}
 
 
 def _vectors() -> Path:
@@ -48,8 +58,8 @@ def _vectors() -> Path:
     sys.exit("verify_tpm: vectors not found; set STARLOCK_VECTORS or place shared/vectors beside the repo")
 
 
-def _rate(fn: Callable[[], object], seconds: float) -> float:
-    fn()  # warm up
+def _round(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second of ``fn`` over one round of about ``seconds``."""
     count, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
         for _ in range(10):
@@ -58,9 +68,21 @@ def _rate(fn: Callable[[], object], seconds: float) -> float:
     return count / elapsed
 
 
+def _best_rates(fns: list[Callable[[], object]], seconds: float, rounds: int) -> list[float]:
+    """Best round of each function, rounds interleaved; ``seconds`` is each function's total."""
+    for fn in fns:
+        fn()  # warm up
+    best = [0.0] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            best[i] = max(best[i], _round(fn, seconds / rounds))
+    return best
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="vTPM document verification rate vs the crypto floor")
-    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per side (default 3)")
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds, best one kept (default 30)")
     args = parser.parse_args()
 
     raw = (_vectors() / AWS_DOC).read_bytes()
@@ -75,34 +97,38 @@ def main() -> int:
         sys.exit(f"verify_tpm: the vector was not accepted: {report.error}")
 
     # Floor inputs, parsed once outside the timed loop.
-    ak_public = parse_tpmt_public(doc.attestation.ak_pub).public_key()
-    assert isinstance(ak_public, rsa.RSAPublicKey)
+    ak_pub = doc.attestation.ak_pub
+    ak_key = parse_tpmt_public(ak_pub).public_key()
+    assert isinstance(ak_key, rsa.RSAPublicKey)
+    ak_numbers = ak_key.public_numbers()
     log = parse_event_log(doc.attestation.event_log)
+    sig_hash = hashes.SHA256()  # the AK signs with RSASSA-SHA256; pcrDigest uses the signing hash
     work = []
-    for bank in (SHA512, SHA256):
+    for bank in (SHA512, SHA256):  # the validator's order
         quote = doc.attestation.quote_for(bank)
         assert quote is not None
         sig = parse_tpmt_signature(quote.raw_sig).rsa_sig
         concat = b"".join(quote.pcrs.pcrs[i] for i in sorted(quote.pcrs.pcrs))
         digests = [(ev.pcr_index, d) for ev in log.events if ev.event_type != 3 and (d := ev.digest(bank)) is not None]
-        sig_hash = SHA256  # the AK signs with RSASSA-SHA256; pcrDigest uses the signing hash
-        work.append((quote.quote, sig, concat, digests, _HASH[bank][1], _HASH[sig_hash][0]))
+        work.append((quote.quote, sig, concat, digests, _HASH[bank]))
 
     def floor() -> None:
-        for message, sig, concat, digests, bank_name, sig_hash in work:
-            ak_public.verify(sig, message, padding.PKCS1v15(), sig_hash)
+        key = ak_numbers.public_key()
+        hashlib.sha256(ak_pub).digest()
+        for message, sig, concat, digests, new in work:
+            key.verify(sig, message, padding.PKCS1v15(), sig_hash)
             hashlib.sha256(concat).digest()
-            size = hashlib.new(bank_name).digest_size
+            zero = bytes(new().digest_size)
             pcrs: dict[int, bytes] = {}
             for index, value in digests:
-                pcrs[index] = hashlib.new(bank_name, pcrs.get(index, bytes(size)) + value).digest()
+                pcrs[index] = new(pcrs.get(index, zero) + value).digest()
 
     def starlock() -> None:
         validator.evaluate(raw, None)
 
-    ours = _rate(starlock, args.seconds)
-    base = _rate(floor, args.seconds)
+    ours, base = _best_rates([starlock, floor], args.seconds, args.rounds)
     print(f"document: {AWS_DOC} ({len(raw)} bytes, {len(log.events)} events, 3 quotes)")
+    print(f"best of {args.rounds} interleaved rounds, {args.seconds:g} s per side")
     print(f"starlock vTPM frame : {ours:10.1f} documents/s  ({1e6 / ours:8.1f} us each)")
     print(f"cryptography floor  : {base:10.1f} documents/s  ({1e6 / base:8.1f} us each)")
     print(f"ratio (time starlock / floor): {base / ours:.2f}  (target <= 2)")

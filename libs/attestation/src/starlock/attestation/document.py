@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -214,6 +215,12 @@ def _parse_hash(value: Any) -> int:
     return alg
 
 
+#: The PCR map keys the fast path accepts ("0".."31" and the zero-padded "00".."09"); anything else
+#: takes the general path, which applies the full rule (and names the offending key).
+_PCR_KEYS: Mapping[str, int] = {**{str(i): i for i in range(MAX_PCR_INDEX + 1)}, **{f"{i:02d}": i for i in range(10)}}
+_BY_INDEX = operator.itemgetter(0)
+
+
 def _parse_pcrs(obj: Any, where: str) -> PCRs:
     if not isinstance(obj, dict):
         raise MalformedEvidence(f"field {where}.pcrs: missing or not an object")
@@ -223,9 +230,27 @@ def _parse_pcrs(obj: Any, where: str) -> PCRs:
         raise MalformedEvidence(f"field {where}.pcrs.pcrs: not an object")
     if len(values) > MAX_PCR_INDEX + 1:
         raise MalformedEvidence(f"field {where}.pcrs.pcrs: {len(values)} entries, at most {MAX_PCR_INDEX + 1}")
+    # Fast path (what Go writes): every key a plain index, every value standard padded base64 of
+    # the bank's digest size. Any deviation, valid or not, is handled by the general per-entry
+    # path, so results and error messages are the same.
+    a2b_base64 = binascii.a2b_base64
+    try:
+        indices = list(map(_PCR_KEYS.__getitem__, values))
+        digests = [a2b_base64(value, strict_mode=True) for value in values.values()]
+    except (KeyError, TypeError, ValueError):  # binascii.Error is a ValueError
+        return PCRs(hash=alg, pcrs=_parse_pcr_values(values, where, alg))
+    if digests and set(map(len, digests)) != {_DIGEST_SIZES[alg]}:
+        return PCRs(hash=alg, pcrs=_parse_pcr_values(values, where, alg))
+    # A stable sort by index: of two keys naming one PCR ("1", "01"), the later one wins, as below.
+    return PCRs(hash=alg, pcrs=dict(sorted(zip(indices, digests, strict=True), key=_BY_INDEX)))
+
+
+def _parse_pcr_values(values: Mapping[Any, Any], where: str, alg: int) -> dict[int, bytes]:
+    """The general path: one entry at a time, any base64 form :func:`_b64` reads."""
     pcrs: dict[int, bytes] = {}
     for key, val in values.items():
-        if not (isinstance(key, str) and key.isdigit() and len(key) <= 2 and int(key) <= MAX_PCR_INDEX):
+        index = _pcr_index(key)
+        if index is None:
             raise MalformedEvidence(f"field {where}.pcrs.pcrs: PCR index {key!r:.12} out of range 0..{MAX_PCR_INDEX}")
         digest = _b64(val, f"{where}.pcrs.pcrs[{key}]")
         if len(digest) != _DIGEST_SIZES[alg]:
@@ -233,8 +258,18 @@ def _parse_pcrs(obj: Any, where: str) -> PCRs:
                 f"field {where}.pcrs.pcrs[{key}]: {len(digest)} bytes, "
                 f"expected {_DIGEST_SIZES[alg]} for {HASH_ALG_NAMES[alg]}"
             )
-        pcrs[int(key)] = digest
-    return PCRs(hash=alg, pcrs=dict(sorted(pcrs.items())))
+        pcrs[index] = digest
+    return dict(sorted(pcrs.items()))
+
+
+def _pcr_index(key: Any) -> int | None:
+    if not (isinstance(key, str) and key.isdigit() and len(key) <= 2):
+        return None
+    try:  # str.isdigit() admits digits int() refuses (superscripts): malformed keys too
+        index = int(key)
+    except ValueError:
+        return None
+    return index if index <= MAX_PCR_INDEX else None
 
 
 def _parse_quote(obj: Any, index: int) -> Quote:

@@ -16,9 +16,12 @@ an otherwise zero value). :func:`verify_replay` raises :class:`EventLogMismatch`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -26,6 +29,7 @@ from starlock.attestation.document import PCRs
 from starlock.attestation.errors import EventLogMismatch, MalformedEvidence
 from starlock.attestation.tpm import algorithms as alg
 from starlock.attestation.tpm._reader import Reader, check_size
+from starlock.attestation.tpm.public import HASHLIB_CONSTRUCTORS
 
 __all__ = [
     "EV_NO_ACTION",
@@ -131,14 +135,13 @@ def parse_event_log(data: bytes) -> EventLog:
         events: list[TcgEvent] = []
     else:
         events = [first]
+    if spec_id is not None:
+        return EventLog(spec_id, tuple(_read_events2(r, spec_id.digest_sizes)))
     while r.remaining:
-        number = len(events) + (1 if spec_id else 0)
+        number = len(events)
         if number > MAX_EVENTS:
             raise MalformedEvidence(f"event log: more than {MAX_EVENTS} events")
-        if spec_id is None:
-            events.append(_read_sha1_event(r, number))
-        else:
-            events.append(_read_event2(r, number, dict(spec_id.digest_sizes)))
+        events.append(_read_sha1_event(r, number))
     return EventLog(spec_id, tuple(events))
 
 
@@ -152,20 +155,24 @@ def replay(log: EventLog | bytes, hash_alg: int) -> dict[int, bytes]:
         banks = ", ".join(alg.alg_name(a) for a in log.hash_algs)
         raise EventLogMismatch(f"event log has no {name} digests (its banks: {banks})")
     hash_ = alg.hash_for(hash_alg, "event log replay bank")
-    hash_name = hash_.name.replace("-", "")  # hashlib's name for the same algorithm
     if hash_.digest_size != size:
         raise MalformedEvidence(f"event log: header gives {size}-byte {name} digests, expected {hash_.digest_size}")
+    new = HASHLIB_CONSTRUCTORS.get(hash_alg) or functools.partial(hashlib.new, hash_.name.replace("-", ""))
+    zero = bytes(size)
+    slot = log.hash_algs.index(hash_alg)
     pcrs: dict[int, bytes] = {}
     for ev in log.events:
         if ev.event_type == EV_NO_ACTION:
             if ev.pcr_index == 0 and ev.data.startswith(_STARTUP_LOCALITY):
                 pcrs[0] = _startup_locality(ev, pcrs, size)
             continue
-        measured = ev.digest(hash_alg)
+        # Firmware lists the digests in header order: look there first, then search.
+        digests = ev.digests
+        measured = digests[slot][1] if slot < len(digests) and digests[slot][0] == hash_alg else ev.digest(hash_alg)
         if measured is None:
             raise EventLogMismatch(f"event log: event {ev.number} (PCR {ev.pcr_index}) has no {name} digest")
-        old = pcrs.get(ev.pcr_index, bytes(size))
-        pcrs[ev.pcr_index] = hashlib.new(hash_name, old + measured).digest()
+        index = ev.pcr_index
+        pcrs[index] = new(pcrs.get(index, zero) + measured).digest()
     return dict(sorted(pcrs.items()))
 
 
@@ -227,11 +234,71 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
 
+def _read_events2(r: Reader, digest_sizes: tuple[tuple[int, int], ...]) -> list[TcgEvent]:
+    """The TCG_PCR_EVENT2 records after the Spec ID header, numbered from 1.
+
+    The hot path of log parsing. An event that carries one digest of every header algorithm, in
+    header order (what firmware writes), is read with a single ``struct`` unpack of its fixed
+    part; any other event, well formed or not, goes through :func:`_read_event2`, which checks
+    field by field and names what is wrong.
+    """
+    sizes = dict(digest_sizes)
+    algs = tuple(a for a, _ in digest_sizes)
+    layout = struct.Struct("<III" + "".join(f"H{size}s" for _, size in digest_sizes) + "I")
+    unpack, fixed, count_all, pairs = layout.unpack_from, layout.size, len(algs), _digest_pairs(algs)
+    data, pos, end = r.data, r.pos, len(r.data)
+    events: list[TcgEvent] = []
+    number = 1
+    while pos < end:
+        if number > MAX_EVENTS:
+            raise MalformedEvidence(f"event log: more than {MAX_EVENTS} events")
+        if end - pos >= fixed:
+            fields = unpack(data, pos)
+            start = pos + fixed
+            stop = start + fields[-1]
+            if (
+                fields[2] == count_all
+                and fields[3:-1:2] == algs
+                and fields[0] <= MAX_PCR_INDEX
+                and fields[-1] <= MAX_EVENT_DATA_SIZE
+                and stop <= end
+            ):
+                digests = pairs(fields)
+                events.append(TcgEvent(number, fields[0], fields[1], digests, data[start:stop]))
+                pos = stop
+                number += 1
+                continue
+        r.seek(pos)
+        events.append(_read_event2(r, number, sizes))
+        pos = r.pos
+        number += 1
+    r.seek(pos)
+    return events
+
+
+def _digest_pairs(algs: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[tuple[int, bytes], ...]]:
+    """(alg, digest) pairs from the unpacked fields (digests at 4, 6, ...), spelled out for the usual
+    bank counts (a tuple display is several times cheaper than ``tuple(zip(...))``)."""
+    if len(algs) == 1:
+        (a,) = algs
+        return lambda f: ((a, f[4]),)
+    if len(algs) == 2:
+        a, b = algs
+        return lambda f: ((a, f[4]), (b, f[6]))
+    if len(algs) == 3:
+        a, b, c = algs
+        return lambda f: ((a, f[4]), (b, f[6]), (c, f[8]))
+    if len(algs) == 4:
+        a, b, c, d = algs
+        return lambda f: ((a, f[4]), (b, f[6]), (c, f[8]), (d, f[10]))
+    return lambda f: tuple(zip(algs, f[4:-1:2], strict=True))
+
+
 def _read_event2(r: Reader, number: int, sizes: dict[int, int]) -> TcgEvent:
     """TCG_PCR_EVENT2: pcrIndex, eventType, TPML_DIGEST_VALUES, eventSize, event.
 
-    The hot path of log parsing: it unpacks with ``struct`` and checks every bound itself, and
-    builds error messages only on failure.
+    It unpacks with ``struct`` and checks every bound itself, and builds error messages only on
+    failure.
     """
     data, pos, end = r.data, r.pos, len(r.data)
     if end - pos < _EVENT2_HEADER.size:

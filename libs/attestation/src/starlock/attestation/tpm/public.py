@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Mapping
+
 import attrs
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -37,6 +40,15 @@ TPMA_OBJECT_DECRYPT = 1 << 17
 TPMA_OBJECT_SIGN_ENCRYPT = 1 << 18
 
 AkPublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+#: hashlib constructors of the usual hash algorithms, cheaper per call than cryptography's hashes
+#: (internal; SM3 and the rest go through :func:`algorithms.digest`).
+HASHLIB_CONSTRUCTORS: Mapping[int, Callable[[bytes], hashlib._Hash]] = {
+    alg.TPM_ALG_SHA1: hashlib.sha1,
+    alg.TPM_ALG_SHA256: hashlib.sha256,
+    alg.TPM_ALG_SHA384: hashlib.sha384,
+    alg.TPM_ALG_SHA512: hashlib.sha512,
+}
 
 _RSA_SCHEMES_WITH_HASH = frozenset({alg.TPM_ALG_RSASSA, alg.TPM_ALG_RSAPSS, alg.TPM_ALG_OAEP})
 _RSA_SCHEMES_WITHOUT_HASH = frozenset({alg.TPM_ALG_NULL, alg.TPM_ALG_RSAES})
@@ -93,8 +105,20 @@ class EccParms:
     y: bytes
 
 
+class _Derived:
+    """Slots for values derived from a TpmPublic's fields, computed once (not attrs fields).
+
+    ``_key`` and ``_name`` cache :meth:`TpmPublic.public_key` and :meth:`TpmPublic.name`;
+    ``_wire`` is set only by :func:`parse_tpmt_public`, and vouches that ``parameters`` and the
+    other fields are what ``raw`` encodes (a TpmPublic built by hand or with ``attrs.evolve``
+    carries no such guarantee, and copies do not keep the slots).
+    """
+
+    __slots__ = ("_key", "_name", "_wire")
+
+
 @attrs.frozen
-class TpmPublic:
+class TpmPublic(_Derived):
     """A parsed TPMT_PUBLIC; ``raw`` is the exact wire bytes (what the Name is computed over)."""
 
     type: int
@@ -120,11 +144,23 @@ class TpmPublic:
 
     def name(self) -> bytes:
         """TPM Name: nameAlg (UINT16, big-endian) || H_nameAlg(TPMT_PUBLIC)."""
-        return self.name_alg.to_bytes(2, "big") + alg.digest(self.name_alg, self.raw, "TPMT_PUBLIC.nameAlg")
+        cached: bytes | None = getattr(self, "_name", None)
+        if cached is not None:
+            return cached
+        new = HASHLIB_CONSTRUCTORS.get(self.name_alg)
+        digest = new(self.raw).digest() if new else alg.digest(self.name_alg, self.raw, "TPMT_PUBLIC.nameAlg")
+        name = self.name_alg.to_bytes(2, "big") + digest
+        object.__setattr__(self, "_name", name)  # the instance is frozen; this is a cache
+        return name
 
     def public_key(self) -> AkPublicKey:
         """The key as a cryptography public key (validated when the structure was parsed)."""
-        return _make_key(self.parameters)
+        cached: AkPublicKey | None = getattr(self, "_key", None)
+        if cached is not None:
+            return cached
+        key = _make_key(self.parameters)
+        object.__setattr__(self, "_key", key)  # the instance is frozen; this is a cache
+        return key
 
 
 def parse_tpmt_public(data: bytes) -> TpmPublic:
@@ -147,8 +183,8 @@ def parse_tpmt_public(data: bytes) -> TpmPublic:
             f"TPMT_PUBLIC.type: {alg.alg_name(key_type)} is not supported, expected RSA (0x0001) or ECC (0x0023)"
         )
     r.end()
-    _make_key(parameters)  # validate the key material now, so public_key() cannot fail later
-    return TpmPublic(
+    key = _make_key(parameters)  # validate the key material now, so public_key() cannot fail later
+    public = TpmPublic(
         type=key_type,
         name_alg=name_alg,
         object_attributes=object_attributes,
@@ -156,6 +192,17 @@ def parse_tpmt_public(data: bytes) -> TpmPublic:
         parameters=parameters,
         raw=bytes(data),
     )
+    object.__setattr__(public, "_key", key)
+    object.__setattr__(public, "_wire", True)
+    return public
+
+
+def is_parse_of(public: TpmPublic, data: bytes) -> bool:
+    """True when ``public`` is what :func:`parse_tpmt_public` returned for exactly ``data`` (internal).
+
+    Lets a caller that already holds the parsed AK skip parsing the same bytes again.
+    """
+    return bool(getattr(public, "_wire", False)) and public.raw == data
 
 
 def public_keys_equal(a: TpmPublic | AkPublicKey, b: TpmPublic | AkPublicKey) -> bool:

@@ -25,6 +25,7 @@ from starlock.attestation.errors import (
 )
 from starlock.attestation.tpm import algorithms as alg
 from starlock.attestation.tpm.eventlog import EventLog, EventLogReplay, parse_event_log, verify_replay
+from starlock.attestation.tpm.public import HASHLIB_CONSTRUCTORS, is_parse_of
 from starlock.attestation.tpm.structures import (
     TPM_GENERATED_VALUE,
     AkPublicKey,
@@ -114,8 +115,11 @@ def verify_attestation(
     ``allow_sha1``); the first that verifies and whose bank the event log replays to wins.
     ``event_log``: the already parsed ``att.event_log``, for callers that parse it themselves.
     """
-    ak = parse_tpmt_public(att.ak_pub)
-    if not public_keys_equal(ak, trusted_ak):
+    if isinstance(trusted_ak, TpmPublic) and is_parse_of(trusted_ak, att.ak_pub):
+        ak = trusted_ak  # the caller parsed these very bytes: the same value, no need to parse again
+    else:
+        ak = parse_tpmt_public(att.ak_pub)
+    if ak is not trusted_ak and not public_keys_equal(ak, trusted_ak):
         raise UntrustedKey(f"ak_pub: the AK (name {ak.name().hex()}) is not the trusted attestation key")
     log: EventLog | None = event_log
     if log is None and att.event_log:
@@ -203,19 +207,22 @@ def _verify_signature(ak: TpmPublic, sig: TpmtSignature, message: bytes) -> None
 
 def _check_pcrs(attest: TpmsAttest, pcrs: PCRs, sig_hash: int) -> None:
     # As go-tpm-tools: exactly one TPMS_PCR_SELECTION, for the bank of the supplied PCRs.
-    banks = ", ".join(f"{alg.alg_name(s.hash_alg)} {list(s.indices)}" for s in attest.pcr_select) or "none"
     if len(attest.pcr_select) != 1 or attest.pcr_select[0].hash_alg != pcrs.hash:
+        banks = ", ".join(f"{alg.alg_name(s.hash_alg)} {list(s.indices)}" for s in attest.pcr_select) or "none"
         raise PcrDigestMismatch(
             f"TPMS_ATTEST.pcrSelect: expected one selection of the {pcrs.hash_name} bank, got {banks}"
         )
     selected = attest.pcr_select[0].indices
-    if set(selected) != set(pcrs.pcrs):
+    values = pcrs.pcrs
+    if values.keys() != set(selected):
         raise PcrDigestMismatch(
             f"TPMS_ATTEST.pcrSelect: quote selects {pcrs.hash_name} PCRs {list(selected)}, "
-            f"the supplied PCRs are {sorted(pcrs.pcrs)}"
+            f"the supplied PCRs are {sorted(values)}"
         )
     # The TPM hashes the selected PCR values (ascending index) with the signing scheme's hash.
-    expected = alg.digest(sig_hash, b"".join(pcrs.pcrs[i] for i in selected), "pcrDigest hash")
+    concatenated = b"".join(map(values.__getitem__, selected))
+    new = HASHLIB_CONSTRUCTORS.get(sig_hash)
+    expected = new(concatenated).digest() if new else alg.digest(sig_hash, concatenated, "pcrDigest hash")
     if not hmac.compare_digest(attest.pcr_digest, expected):
         raise PcrDigestMismatch(
             f"TPMS_ATTEST.pcrDigest: quoted {attest.pcr_digest.hex()}, the supplied {pcrs.hash_name} PCRs "

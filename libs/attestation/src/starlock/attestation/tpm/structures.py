@@ -6,6 +6,9 @@ TPMT_PUBLIC lives in :mod:`starlock.attestation.tpm.public` and is re-exported h
 
 from __future__ import annotations
 
+import functools
+import struct
+
 import attrs
 
 from starlock.attestation.errors import MalformedEvidence
@@ -77,7 +80,13 @@ class PcrSelection:
     @property
     def indices(self) -> tuple[int, ...]:
         """Selected PCR indices, ascending (the order the TPM concatenates them in)."""
-        return tuple(i for i in range(len(self.select) * 8) if self.select[i // 8] >> (i % 8) & 1)
+        return _selected(self.select)
+
+
+@functools.lru_cache(maxsize=64)
+def _selected(select: bytes) -> tuple[int, ...]:
+    bits = int.from_bytes(select, "little")  # bit i % 8 of byte i // 8 is bit i
+    return tuple(i for i in range(len(select) * 8) if bits >> i & 1)
 
 
 @attrs.frozen
@@ -106,6 +115,13 @@ class TpmtSignature:
     ecdsa_s: bytes = b""
 
 
+_ATTEST_HEAD = struct.Struct(">IHH")  # magic, type, qualifiedSigner.size
+_ATTEST_CLOCK = struct.Struct(">QIIBQI")  # clockInfo, firmwareVersion, pcrSelect.count
+_SELECTION_HEAD = struct.Struct(">HB")  # hash, sizeofSelect
+_U16 = struct.Struct(">H")
+_RSA_SIG_HEAD = struct.Struct(">HHH")  # sigAlg, hash, sig.size
+
+
 def parse_tpms_attest(data: bytes) -> TpmsAttest:
     """Parse the TPMS_ATTEST of a TPM2_Quote (type TPM_ST_ATTEST_QUOTE); trailing bytes are rejected.
 
@@ -113,6 +129,64 @@ def parse_tpms_attest(data: bytes) -> TpmsAttest:
     after the signature, so that the error says which check failed.
     """
     check_size(data, "TPMS_ATTEST", MAX_TPMS_ATTEST_SIZE)
+    data = bytes(data)
+    return _attest_fast(data) or _attest_checked(data)
+
+
+def _attest_fast(data: bytes) -> TpmsAttest | None:
+    """The well-formed case with ``struct``; None on anything else (then :func:`_attest_checked` says why).
+
+    Every slice is followed by an unpack at the offset after it, which raises ``struct.error`` if
+    the input is shorter; so when all unpacks succeed, every slice was whole.
+    """
+    try:
+        magic, att_type, signer_size = _ATTEST_HEAD.unpack_from(data)
+        pos = _ATTEST_HEAD.size + signer_size
+        qualified_signer = data[_ATTEST_HEAD.size : pos]
+        (extra_size,) = _U16.unpack_from(data, pos)
+        pos += 2
+        extra_data = data[pos : pos + extra_size]
+        pos += extra_size
+        clock, reset_count, restart_count, safe, firmware_version, count = _ATTEST_CLOCK.unpack_from(data, pos)
+        pos += _ATTEST_CLOCK.size
+        if count > _MAX_PCR_BANKS:
+            return None
+        selections = []
+        for _ in range(count):
+            hash_alg, select_size = _SELECTION_HEAD.unpack_from(data, pos)
+            pos += _SELECTION_HEAD.size
+            selections.append(PcrSelection(hash_alg, data[pos : pos + select_size]))
+            pos += select_size
+        (digest_size,) = _U16.unpack_from(data, pos)
+    except struct.error:
+        return None
+    pos += 2
+    well_formed = (
+        att_type == TPM_ST_ATTEST_QUOTE
+        and signer_size <= _MAX_NAME
+        and extra_size <= _MAX_DIGEST
+        and safe <= 1
+        and all(len(s.select) <= _MAX_SIZEOF_SELECT for s in selections)
+        and digest_size <= _MAX_DIGEST
+        and pos + digest_size == len(data)
+    )
+    if not well_formed:
+        return None
+    return TpmsAttest(
+        magic=magic,
+        type=att_type,
+        qualified_signer=qualified_signer,
+        extra_data=extra_data,
+        clock_info=ClockInfo(clock, reset_count, restart_count, bool(safe)),
+        firmware_version=firmware_version,
+        pcr_select=tuple(selections),
+        pcr_digest=data[pos:],
+        raw=data,
+    )
+
+
+def _attest_checked(data: bytes) -> TpmsAttest:
+    """Field by field with the bounded reader, whose errors name the field."""
     r = Reader(data, "TPMS_ATTEST")
     magic = r.u32("magic")
     att_type = r.u16("type")
@@ -158,6 +232,15 @@ def parse_tpms_attest(data: bytes) -> TpmsAttest:
 def parse_tpmt_signature(data: bytes) -> TpmtSignature:
     """Parse a TPMT_SIGNATURE with sigAlg RSASSA (0x0014), RSAPSS (0x0016) or ECDSA (0x0018)."""
     check_size(data, "TPMT_SIGNATURE", MAX_TPMT_SIGNATURE_SIZE)
+    data = bytes(data)
+    if len(data) >= _RSA_SIG_HEAD.size:  # fast path: RSASSA/RSAPSS, well formed
+        sig_alg, hash_alg, size = _RSA_SIG_HEAD.unpack_from(data)
+        if (
+            sig_alg in (alg.TPM_ALG_RSASSA, alg.TPM_ALG_RSAPSS)
+            and size <= _MAX_RSA_SIG
+            and len(data) == _RSA_SIG_HEAD.size + size
+        ):
+            return TpmtSignature(sig_alg, hash_alg, rsa_sig=data[_RSA_SIG_HEAD.size :])
     r = Reader(data, "TPMT_SIGNATURE")
     sig_alg = r.u16("sigAlg")
     if sig_alg in (alg.TPM_ALG_RSASSA, alg.TPM_ALG_RSAPSS):
