@@ -19,6 +19,7 @@ from starlock.attestation import (
     AttestationDocument,
     CheckStatus,
     EventLogMismatch,
+    MalformedEvidence,
     MeasurementMismatch,
     NonceMismatch,
     PcrDigestMismatch,
@@ -198,3 +199,44 @@ def test_cli_accepts_and_rejects(issued: Issued, tmp_path: Path, capsys: pytest.
     table = capsys.readouterr().out
     assert "Result:    ACCEPTED" in table
     assert "measurements     PASS" in table
+
+
+def test_second_sha256_quote_cannot_smuggle_pcr_values(issued: Issued) -> None:
+    """Security review finding: a forged SHA-256 quote placed before the genuine one.
+
+    The genuine quote verifies; the forged one carries the PCR values a modified image would
+    want compared. Documents with two quotes over one bank are refused outright.
+    """
+
+    def smuggle(obj: dict[str, Any]) -> None:
+        quotes = obj["Attestation"]["quotes"]
+        genuine = next(q for q in quotes if q["pcrs"]["hash"] == SHA256)
+        forged = json.loads(json.dumps(genuine))
+        forged["pcrs"]["pcrs"]["4"] = base64.b64encode(b"\xab" * 32).decode()
+        obj["Attestation"]["quotes"] = [forged, genuine]
+
+    forged_doc = _edit(issued.document, smuggle)
+    measurements = dict(issued.measurements)
+    measurements["4"] = {"expected": "ab" * 32, "warnOnly": False}
+    report = _validator(measurements).evaluate(forged_doc, NONCE)
+    assert not report.accepted
+    assert isinstance(report.error, MalformedEvidence)
+    assert "more than one quote over the SHA256 bank" in str(report.error)
+
+
+def test_only_a_sha256_quote_is_enough_and_its_values_are_the_verified_ones(issued: Issued) -> None:
+    def only_sha256(obj: dict[str, Any]) -> None:
+        obj["Attestation"]["quotes"] = [q for q in obj["Attestation"]["quotes"] if q["pcrs"]["hash"] == SHA256]
+
+    doc = _edit(issued.document, only_sha256)
+    result = _validator(issued.measurements).validate(doc, NONCE)
+    assert "sha256-quote" not in {c.name for c in result.checks}  # the winning quote is the SHA-256 one
+    measurements = dict(issued.measurements)
+    measurements["4"] = {"expected": "ab" * 32, "warnOnly": False}
+    with pytest.raises(MeasurementMismatch):
+        _validator(measurements).validate(doc, NONCE)
+
+
+def test_validate_requires_a_nonce(issued: Issued) -> None:
+    with pytest.raises(NonceMismatch, match="needs the nonce"):
+        _validator(issued.measurements).validate(issued.document, None)  # type: ignore[arg-type]

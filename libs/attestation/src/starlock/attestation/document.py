@@ -103,6 +103,15 @@ class Attestation:
     intermediate_certs: tuple[bytes, ...] = ()
     tee_attestation: Mapping[str, Any] | None = None
 
+    def __attrs_post_init__(self) -> None:
+        # One quote per PCR bank. With two quotes over one bank, "the" quote of that bank is
+        # ambiguous: a validator could verify one and read the PCR values of the other.
+        seen: set[int] = set()
+        for quote in self.quotes:
+            if quote.pcrs.hash in seen:
+                raise MalformedEvidence(f"field quotes: more than one quote over the {quote.pcrs.hash_name} bank")
+            seen.add(quote.pcrs.hash)
+
     def quote_for(self, hash_alg: int) -> Quote | None:
         """The quote over the given bank, or None."""
         for quote in self.quotes:

@@ -113,8 +113,13 @@ class VtpmValidator:
     # --- the frame ----------------------------------------------------------------------
 
     def validate(self, document: bytes, nonce: bytes) -> ValidationResult:
-        """Validate ``document`` for ``nonce``; raises the first failure as AttestationError."""
-        return self.evaluate(document, nonce).to_result()
+        """Validate ``document`` for ``nonce``; raises the first failure as AttestationError.
+
+        The nonce is required here: only :meth:`evaluate` may skip freshness (for audit tools).
+        """
+        if not isinstance(nonce, bytes | bytearray):
+            raise NonceMismatch("validate() needs the nonce the document must be bound to")
+        return self.evaluate(document, bytes(nonce)).to_result()
 
     def evaluate(self, document: bytes, nonce: bytes | None) -> EvaluationReport:
         """Run every check and report; ``nonce=None`` checks everything but freshness (warned)."""
@@ -165,7 +170,9 @@ class VtpmValidator:
                 lambda: self._verify_sha256_bank(sha256_quote, ak, tpm_nonce, log),
                 lambda _: "the SHA-256 quote that measurements are compared with is verified itself",
             )
-        pcrs = sha256_quote.pcrs.pcrs
+        # The values compared with the measurements are those of a quote verified above: the
+        # winning quote when it is the SHA-256 one, else the SHA-256 quote verified on its own.
+        pcrs = verified.pcrs.pcrs if verified.hash_alg == _SHA256 else sha256_quote.pcrs.pcrs
         claims["pcrs"] = {str(i): v.hex() for i, v in pcrs.items()}
         if verified.event_log is not None:
             count = len(verified.event_log.events)
