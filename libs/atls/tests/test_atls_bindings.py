@@ -102,3 +102,22 @@ def test_import_fails_loudly_without_the_bindings() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode != 0
     assert "BindingsUnavailable" in proc.stderr and "SSL_CTX_set_cert_cb" in proc.stderr
+
+
+def test_use_certificate_der() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from OpenSSL._util import lib
+
+    from starlock.atls._wire import CertificateKey, make_certificate_der
+
+    key = CertificateKey.generate()
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.use_privatekey(key.private_key)
+    conn = SSL.Connection(ctx, None)
+    der = make_certificate_der(key, None, b"")
+    _bindings.use_certificate_der(conn, der)
+    installed = conn.get_certificate(as_cryptography=True)
+    assert installed is not None and installed.public_bytes(serialization.Encoding.DER) == der
+    with pytest.raises(ValueError, match=r"not a DER-encoded X\.509 certificate"):
+        _bindings.use_certificate_der(conn, der[:-1])
+    assert lib.ERR_peek_error() == 0  # no stale OpenSSL error left for the next call

@@ -124,3 +124,22 @@ def _tls12_only(client: ClientConfig) -> SSL.Context:
     ctx.set_alpn_protos(list(ALPN_PROTOCOLS))
     _bindings.install_cert_callback(ctx)
     return ctx
+
+
+def test_server_contexts_are_reused_one_handshake_at_a_time(dummy_pair: Pair) -> None:
+    """Client attestation: the per-connection nonce lives in a pooled context's CA list. Concurrent
+    handshakes each hold their own context (a swapped CA list would bind a client's document to
+    another connection's nonce, and the dummy validator would refuse it); finished ones return it."""
+    import concurrent.futures
+
+    server = ServerConfig(validators=[dummy_pair.validator])
+    client = ClientConfig(issuer=dummy_pair.issuer)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: handshake(server, client), range(32)))
+    for outcome in outcomes:
+        assert outcome.server_error is None and outcome.client_error is None
+        assert outcome.server is not None and outcome.server.peer is not None
+    idle = list(server._idle)
+    assert 1 <= len(idle) <= 8 and len({id(ctx) for ctx in idle}) == len(idle)
+    outcome = handshake(server, client)  # the next handshake takes an idle context instead of building one
+    assert outcome.server is not None and server._idle[-1] in idle

@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
+import json
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from starlock.atls import NonceError
-from starlock.atls._wire import MAX_SNI_LENGTH, ca_name_der, decode_sni_nonce, encode_nonce, nonce_from_ca_names
+from starlock.atls import DummyIssuer, NonceError
+from starlock.atls._wire import (
+    CERT_VALIDITY,
+    MAX_SNI_LENGTH,
+    CertificateKey,
+    _oid_der,
+    _spki_slice,
+    _tlv,
+    ca_name_der,
+    decode_sni_nonce,
+    encode_nonce,
+    make_certificate_der,
+    nonce_from_ca_names,
+    peer_key_hash,
+    public_key_hash,
+)
 
 
 def test_ca_name_is_printable_string_cn() -> None:
@@ -56,3 +74,126 @@ def test_ca_name_parser_raises_only_nonce_errors(cn: str) -> None:
         return
     with contextlib.suppress(NonceError):
         nonce_from_ca_names([name])
+
+
+# --- the attested certificate, written directly as DER -------------------------------------------
+
+
+def _builder_tbs(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The TBSCertificate cryptography's generic builder writes for the same fields."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_bytes(b"\x30\x18\x31\x16\x30\x14\x06\x03\x55\x04\x03\x13\x0dConstellation"))
+        .issuer_name(cert.issuer)
+        .public_key(key.public_key())
+        .serial_number(cert.serial_number)
+        .not_valid_before(cert.not_valid_before_utc)
+        .not_valid_after(cert.not_valid_after_utc)
+    )
+    for ext in cert.extensions:
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    return builder.sign(key, hashes.SHA256()).tbs_certificate_bytes
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        None,
+        datetime.datetime(2049, 12, 31, 23, 30, 59, 999_999, tzinfo=datetime.UTC),  # UTCTime -> GeneralizedTime
+        datetime.datetime(2031, 1, 2, 3, 4, 5, 678, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+    ],
+)
+@pytest.mark.parametrize("attested", [True, False])
+def test_certificate_der_matches_the_generic_builder(now: datetime.datetime | None, attested: bool) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer = DummyIssuer(insecure=True) if attested else None
+    nonce = bytes(range(32))
+    for _ in range(20):  # serials of every length and top bit
+        cert = x509.load_der_x509_certificate(make_certificate_der(key, issuer, nonce, now=now))
+        assert cert.tbs_certificate_bytes == _builder_tbs(cert, key)
+        cert.verify_directly_issued_by(cert)  # self-signed with the key, ECDSA-with-SHA256
+        assert cert.signature_algorithm_oid == x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256
+        assert 0 < cert.serial_number < 2**128
+        moment = (now or datetime.datetime.now(datetime.UTC)).replace(microsecond=0)
+        assert abs(cert.not_valid_before_utc - (moment - CERT_VALIDITY)) <= datetime.timedelta(seconds=2)
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc == 2 * CERT_VALIDITY
+    if attested:
+        (ext,) = cert.extensions
+        assert ext.oid.dotted_string == "1.3.9900.1.1" and ext.critical is False
+        assert isinstance(ext.value, x509.UnrecognizedExtension)
+        assert json.loads(ext.value.value)["UserData"] == base64.b64encode(public_key_hash(cert)).decode()
+        assert json.loads(ext.value.value)["Nonce"] == base64.b64encode(nonce).decode()
+    else:
+        assert len(cert.extensions) == 0
+
+
+def test_certificate_key_caches_its_spki_hash() -> None:
+    key = CertificateKey.generate()
+    cert = x509.load_der_x509_certificate(make_certificate_der(key, None, b""))
+    assert key.spki_hash == public_key_hash(cert) == public_key_hash(key.private_key.public_key())
+    assert (
+        cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        == key.spki_der
+    )
+
+
+@pytest.mark.parametrize("oid", ["1.3.9900.1.1", "2.999.1", "1.2.840.113549.1.1.11", "0.0", "2.5.4.3"])
+def test_oid_der(oid: str) -> None:
+    der = _oid_der(oid)
+    ext = x509.load_der_x509_certificate(
+        make_certificate_der(ec.generate_private_key(ec.SECP256R1()), _OidIssuer(oid), b"")
+    ).extensions[0]
+    assert ext.oid.dotted_string == oid and der[0] == 0x06
+
+
+class _OidIssuer:
+    def __init__(self, oid: str) -> None:
+        self.variant = type("V", (), {"oid": oid, "value": "test"})()
+
+    def issue(self, user_data: bytes, nonce: bytes) -> bytes:
+        return b"doc"
+
+
+def _spki(key: ec.EllipticCurvePublicKey, fmt: serialization.PublicFormat) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, fmt)
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1()])
+def test_peer_key_hash_is_the_hash_of_the_reencoded_key(curve: ec.EllipticCurve) -> None:
+    for _ in range(10):
+        key = ec.generate_private_key(curve)
+        der = make_certificate_der(key, DummyIssuer(insecure=True), b"\x01" * 32)
+        cert = x509.load_der_x509_certificate(der)
+        assert peer_key_hash(der, cert) == public_key_hash(cert)
+        assert _spki_slice(der) == _spki(key.public_key(), serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_peer_key_hash_ignores_a_spki_lookalike_before_the_key() -> None:
+    """A canonical P-256 SPKI planted in the subject name is not mistaken for the certificate's key."""
+    planted = _spki(
+        ec.generate_private_key(ec.SECP256R1()).public_key(), serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    unique_id = _tlv(0x30, b"\x06\x03\x55\x04\x2d" + _tlv(0x03, b"\x00" + planted))  # x500UniqueIdentifier
+    name = x509.Name.from_bytes(_tlv(0x30, _tlv(0x31, unique_id)))
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + CERT_VALIDITY)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert planted in der and der.index(planted) < der.index(_spki_slice(der))
+    assert peer_key_hash(der, cert) == public_key_hash(key.public_key())
+
+
+@given(st.binary(max_size=64), st.binary(max_size=64))
+def test_dummy_document_is_upstreams_json(user_data: bytes, nonce: bytes) -> None:
+    """Go's json.Marshal of FakeIssuer's struct: {"UserData": b64, "Nonce": b64}, no spaces."""
+    expected = {"UserData": base64.b64encode(user_data).decode(), "Nonce": base64.b64encode(nonce).decode()}
+    document = _DUMMY_ISSUER.issue(user_data, nonce)
+    assert document == json.dumps(expected, separators=(",", ":")).encode()
+    assert json.loads(document) == expected
+
+
+_DUMMY_ISSUER = DummyIssuer(insecure=True)

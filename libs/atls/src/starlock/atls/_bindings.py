@@ -7,7 +7,10 @@ itself uses:
 * :func:`install_cert_callback` sets ``SSL_CTX_set_cert_cb`` on a client :class:`SSL.Context`;
   OpenSSL calls it when the server asks for a certificate, and the handler registered for that
   connection with :func:`register_cert_handler` installs one (``Connection.use_certificate``);
-* :func:`set_client_ca_name` sets the CA list of a server context to one DER-encoded name.
+* :func:`set_client_ca_name` sets the CA list of a server context to one DER-encoded name;
+* :func:`use_certificate_der` gives a connection its certificate from DER with one parse (the
+  public ``Connection.use_certificate`` wants a cryptography certificate, which it serialises and
+  parses again); where those functions are missing it falls back to the public call.
 
 A pyOpenSSL or cryptography release that drops any of these raises :class:`BindingsUnavailable`
 when this module is imported (and so when ``starlock.atls`` is): attestation must never be skipped
@@ -20,11 +23,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from cryptography import x509
 from OpenSSL import SSL
 
 from starlock.atls.errors import BindingsUnavailable
 
-__all__ = ["install_cert_callback", "register_cert_handler", "set_client_ca_name"]
+__all__ = ["install_cert_callback", "register_cert_handler", "set_client_ca_name", "use_certificate_der"]
 
 _REQUIRED = (
     "SSL_CTX_set_cert_cb",
@@ -139,3 +143,37 @@ def set_client_ca_name(context: SSL.Context, name_der: bytes) -> None:
         _lib.sk_X509_NAME_free(stack)
         raise MemoryError("sk_X509_NAME_push failed")
     _lib.SSL_CTX_set_client_CA_list(context._context, stack)
+
+
+_DER_CERT_FUNCTIONS = (
+    "BIO_new_mem_buf",
+    "BIO_free",
+    "d2i_X509_bio",
+    "SSL_use_certificate",
+    "X509_free",
+    "ERR_clear_error",
+)
+_HAS_DER_CERT = all(hasattr(_lib, name) for name in _DER_CERT_FUNCTIONS)
+
+
+def use_certificate_der(conn: SSL.Connection, der: bytes) -> None:
+    """``conn.use_certificate`` for a DER certificate, parsed once by OpenSSL (ValueError if malformed)."""
+    if not _HAS_DER_CERT:
+        conn.use_certificate(x509.load_der_x509_certificate(der))
+        return
+    bio = _lib.BIO_new_mem_buf(der, len(der))
+    if bio == _ffi.NULL:
+        raise MemoryError("BIO_new_mem_buf failed")
+    try:
+        cert = _lib.d2i_X509_bio(bio, _ffi.NULL)
+    finally:
+        _lib.BIO_free(bio)
+    if cert == _ffi.NULL:
+        _lib.ERR_clear_error()  # leave no stale error for the next pyOpenSSL call to report
+        raise ValueError("not a DER-encoded X.509 certificate")
+    try:
+        if _lib.SSL_use_certificate(conn._ssl, cert) != 1:  # takes its own reference
+            _lib.ERR_clear_error()
+            raise ValueError("OpenSSL refused the certificate")
+    finally:
+        _lib.X509_free(cert)

@@ -14,11 +14,11 @@ import contextlib
 import logging
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL, crypto
 
 from starlock.atls import _bindings
@@ -26,11 +26,12 @@ from starlock.atls._io import retry
 from starlock.atls._log import V4, V6
 from starlock.atls._wire import (
     NONCE_SIZE,
+    CertificateKey,
     PeerAttestation,
     ca_name_der,
     decode_sni_nonce,
     encode_nonce,
-    make_certificate,
+    make_certificate_der,
     nonce_from_ca_names,
     verify_peer_certificate,
 )
@@ -196,11 +197,21 @@ def _describe(exc: SSL.Error) -> str:
     return "; ".join(reasons) or str(exc) or type(exc).__name__
 
 
+#: Idle server contexts kept for reuse per config (client attestation); more are dropped.
+_MAX_IDLE_CONTEXTS = 64
+
+
 class ServerConfig:
     """The server side: ``issuer`` (None: the server does not attest), ``validators`` (clients must attest).
 
     One ECDSA P-256 key per config, as upstream; a certificate per connection for the client's nonce;
     when validators are given, a fresh 32-byte server nonce per connection in the CA list.
+
+    The server nonce travels in the context's CA list, which OpenSSL reads from the ``SSL_CTX`` when
+    it writes the CertificateRequest (an ``SSL`` does not copy it). So a context is held by one
+    handshake at a time: it is taken from a pool of idle ones (creating one costs ~0.4 ms), given
+    that connection's nonce, and returned once the handshake is over. Renegotiation is off and
+    post-handshake authentication is never requested, so the list is not read again afterwards.
     """
 
     def __init__(
@@ -213,44 +224,63 @@ class ServerConfig:
         self.issuer = issuer
         self.validators = _validators_by_oid(validators)
         self.handshake_timeout = handshake_timeout
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        self._shared = None if self.validators else self._context(None)
+        self._cert_key = CertificateKey.generate()
+        self._key = self._cert_key.private_key
+        self._shared = None if self.validators else self._context()
+        self._idle: list[SSL.Context] = []
+        self._idle_lock = threading.Lock()
 
-    def _context(self, server_nonce: bytes | None) -> SSL.Context:
+    def _context(self) -> SSL.Context:
         ctx = _base_context()
         ctx.use_privatekey(self._key)  # once per context; each connection only adds its certificate
         ctx.set_tlsext_servername_callback(self._on_client_hello)
         ctx.set_alpn_select_callback(_select_alpn)
-        if server_nonce is not None:
+        if self.validators:
             ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify_callback)
-            _bindings.set_client_ca_name(ctx, ca_name_der(server_nonce))
         return ctx
+
+    def _take_context(self, server_nonce: bytes) -> SSL.Context:
+        """An idle context (or a new one) carrying ``server_nonce`` as its one CA name, held until released."""
+        with self._idle_lock:
+            ctx = self._idle.pop() if self._idle else None
+        if ctx is None:
+            ctx = self._context()
+        _bindings.set_client_ca_name(ctx, ca_name_der(server_nonce))
+        return ctx
+
+    def _release_context(self, ctx: SSL.Context) -> None:
+        with self._idle_lock:
+            if len(self._idle) < _MAX_IDLE_CONTEXTS:
+                self._idle.append(ctx)
 
     def _on_client_hello(self, conn: SSL.Connection) -> None:
         state: _State = conn.get_app_data()
         try:
             client_nonce = decode_sni_nonce(conn.get_servername())
-            cert = make_certificate(self._key, self.issuer, client_nonce)
-            conn.use_certificate(cert)
+            _bindings.use_certificate_der(conn, make_certificate_der(self._cert_key, self.issuer, client_nonce))
         except Exception as exc:  # no certificate is installed, so the handshake cannot complete
             state.fail(exc, "issuing the server's attested certificate failed")
             return
-        _log.log(V6, "aTLS server: certificate issued for client nonce %s", client_nonce.hex())
+        if _log.isEnabledFor(V6):
+            _log.log(V6, "aTLS server: certificate issued for client nonce %s", client_nonce.hex())
 
     def accept(self, sock: socket.socket, *, timeout: float | None = None) -> AtlsConnection:
         """Run the server handshake on an accepted socket; raises an :class:`AtlsError` on rejection.
 
         The socket is closed when the handshake fails.
         """
-        server_nonce = secrets.token_bytes(NONCE_SIZE) if self.validators else b""
-        ctx = self._shared if self._shared is not None else self._context(server_nonce)
+        if self._shared is not None:
+            server_nonce, ctx = b"", self._shared
+        else:
+            server_nonce = secrets.token_bytes(NONCE_SIZE)
+            ctx = self._take_context(server_nonce)
         state = _State(server_nonce, self.validators)
         if not self.validators:
             state.verified = True  # no client certificate is requested
-        conn = SSL.Connection(ctx, sock)
-        conn.set_app_data(state)
-        conn.set_accept_state()
         try:
+            conn = SSL.Connection(ctx, sock)
+            conn.set_app_data(state)
+            conn.set_accept_state()
             _handshake(conn, sock, state, self.handshake_timeout)
         except HandshakeError as exc:
             sock.close()
@@ -264,6 +294,9 @@ class ServerConfig:
         except BaseException:
             sock.close()
             raise
+        finally:
+            if ctx is not self._shared:
+                self._release_context(ctx)  # the handshake is over: its CA list is no longer read
         return AtlsConnection(conn, sock, state.peer, timeout)
 
 
@@ -294,14 +327,14 @@ class ClientConfig:
         state: _State = conn.get_app_data()
         try:
             server_nonce = nonce_from_ca_names(conn.get_client_ca_list(as_cryptography=True))
-            key = ec.generate_private_key(ec.SECP256R1())
-            cert = make_certificate(key, self.issuer, server_nonce)
-            conn.use_certificate(cert)
-            conn.use_privatekey(key)
+            key = CertificateKey.generate()  # fresh per connection
+            _bindings.use_certificate_der(conn, make_certificate_der(key, self.issuer, server_nonce))
+            conn.use_privatekey(key.private_key)
         except Exception as exc:
             state.fail(exc, "issuing the client's attested certificate failed")
             raise
-        _log.log(V6, "aTLS client: certificate issued for server nonce %s", server_nonce.hex())
+        if _log.isEnabledFor(V6):
+            _log.log(V6, "aTLS client: certificate issued for server nonce %s", server_nonce.hex())
 
     def wrap(self, sock: socket.socket, *, timeout: float | None = None) -> AtlsConnection:
         """Run the client handshake on a connected socket (closed on failure)."""
@@ -317,7 +350,10 @@ class ClientConfig:
         except BaseException:
             sock.close()
             raise
-        _log.log(V4, "aTLS client: connected (%s, peer %s)", conn.get_protocol_version_name(), _peer_name(state.peer))
+        if _log.isEnabledFor(V4):
+            _log.log(
+                V4, "aTLS client: connected (%s, peer %s)", conn.get_protocol_version_name(), _peer_name(state.peer)
+            )
         return AtlsConnection(conn, sock, state.peer, timeout)
 
     def connect(self, endpoint: str | tuple[str, int], *, timeout: float | None = None) -> AtlsConnection:

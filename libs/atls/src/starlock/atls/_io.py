@@ -59,20 +59,23 @@ class _Splice:
         self.tls_open = self.plain_open = True  # reading sides
         self.plain_shut = self.tls_shut = False  # writing sides closed
         self.tls_wants_write = False
+        self.tls_buffered = False  # OpenSSL holds decrypted bytes that poll cannot see
         self.moved_plain = self.moved_tls = 0
 
     def tls_to_plain(self, readable: bool) -> bool:
         progressed = False
-        if (readable or self.tls.pending()) and self.tls_open and len(self.to_plain) < BUFFER_SIZE:
+        if (readable or self.tls_buffered) and self.tls_open and len(self.to_plain) < BUFFER_SIZE:
             try:
                 self.to_plain += self.tls.recv(BUFFER_SIZE)
                 progressed = True
+                self.tls_buffered = self.tls.pending() > 0
             except SSL.WantReadError:
-                pass
+                self.tls_buffered = False
             except SSL.WantWriteError:
                 self.tls_wants_write = True
             except SSL.ZeroReturnError:
                 self.tls_open = False
+                self.tls_buffered = False
                 progressed = True
             except SSL.Error as exc:
                 raise _Closed from exc
@@ -122,10 +125,17 @@ class _Splice:
             self.tls_wants_write = False
             progressed = True
         if not self.plain_open and not self.to_tls and not self.pending_tls and not self.tls_shut:
-            with contextlib.suppress(SSL.WantWriteError, SSL.WantReadError):
-                self.tls.shutdown()  # close_notify (queued if the socket is full)
-            self.tls_shut = True
+            self._close_notify()
         return progressed
+
+    def _close_notify(self) -> None:
+        try:
+            self.tls.shutdown()  # close_notify (queued if the socket is full)
+        except (SSL.WantWriteError, SSL.WantReadError):
+            pass
+        except SSL.Error as exc:  # the peer is already gone (EPIPE, reset): nothing left to tell it
+            raise _Closed from exc
+        self.tls_shut = True
 
     @property
     def finished(self) -> bool:
@@ -182,8 +192,10 @@ def splice(
                 last = time.monotonic()
             elif _should_end(stop, idle_timeout, last):
                 break
-            # after progress only look (timeout 0): a poll is cheaper than a failed non-blocking read
-            tls_in, plain_in = state.wait(poller, 0 if progressed else _POLL_SLICE)
+            # one poll per wake-up: it returns at once when a side is ready; only bytes already
+            # decrypted inside OpenSSL are invisible to it (then just look, timeout 0)
+            readable_now = state.tls_buffered and len(state.to_plain) < BUFFER_SIZE
+            tls_in, plain_in = state.wait(poller, 0 if readable_now else _POLL_SLICE)
     except _Closed:
         pass
     return state.moved_plain, state.moved_tls

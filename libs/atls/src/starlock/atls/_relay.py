@@ -121,6 +121,8 @@ def front_end_handler(
     """aTLS server handshake on each accepted socket, then splice to the backend."""
 
     def handle(sock: socket.socket, remote: str) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # HTTP/2 frames go out at once
         try:
             conn = config.accept(sock)
         except AtlsError as exc:
@@ -130,14 +132,15 @@ def front_end_handler(
             _log.log(V2, "%s: connection from %s failed during the handshake: %s", name, remote, exc)
             return
         peer = conn.peer
-        _log.log(
-            V2,
-            "%s: accepted connection from %s (%s, %s)",
-            name,
-            remote,
-            conn.tls_version,
-            "peer not attested" if peer is None else f"peer attested as {peer.variant.value}",
-        )
+        if _log.isEnabledFor(V2):
+            _log.log(
+                V2,
+                "%s: accepted connection from %s (%s, %s)",
+                name,
+                remote,
+                conn.tls_version,
+                "peer not attested" if peer is None else f"peer attested as {peer.variant.value}",
+            )
         try:
             backend = connect_backend(conn, remote)
         except OSError as exc:
@@ -183,13 +186,14 @@ def bridge_handler(
             errors.last = exc
             _log.log(V2, "%s: aTLS connection to %s failed: %s", name, target, exc)
             return
-        _log.log(
-            V4,
-            "%s: connected to %s (%s)",
-            name,
-            target,
-            "server not attested" if conn.peer is None else f"server attested as {conn.peer.variant.value}",
-        )
+        if _log.isEnabledFor(V4):
+            _log.log(
+                V4,
+                "%s: connected to %s (%s)",
+                name,
+                target,
+                "server not attested" if conn.peer is None else f"server attested as {conn.peer.variant.value}",
+            )
         try:
             splice(conn.ssl, conn.sock, local, idle_timeout=idle_timeout, stop=stop)
         finally:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 import hashlib
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -38,12 +40,15 @@ __all__ = [
     "MAX_SNI_LENGTH",
     "MIN_NONCE_SIZE",
     "NONCE_SIZE",
+    "CertificateKey",
     "PeerAttestation",
     "ca_name_der",
     "decode_sni_nonce",
     "encode_nonce",
     "make_certificate",
+    "make_certificate_der",
     "nonce_from_ca_names",
+    "peer_key_hash",
     "public_key_hash",
     "verify_peer_certificate",
 ]
@@ -144,7 +149,15 @@ def nonce_from_ca_names(names: Sequence[x509.Name]) -> bytes:
     raise NonceError("the acceptable CA name has no CN attribute carrying the server nonce")
 
 
-_SUBJECT = x509.Name.from_bytes(_cn_name_der("Constellation"))
+_SUBJECT_DER = _cn_name_der("Constellation")
+#: TBSCertificate ``version [0] EXPLICIT INTEGER 2`` (v3).
+_VERSION_V3_DER = b"\xa0\x03\x02\x01\x02"
+#: AlgorithmIdentifier ecdsa-with-SHA256 (1.2.840.10045.4.3.2), no parameters (RFC 5758).
+_ECDSA_SHA256_DER = b"\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02"
+#: The TBSCertificate's fixed fields: version; (serial); signature algorithm and issuer name.
+_TBS_HEAD = _VERSION_V3_DER
+_TBS_ALG_ISSUER = _ECDSA_SHA256_DER + _SUBJECT_DER
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
 def public_key_hash(key: ec.EllipticCurvePublicKey | x509.Certificate) -> bytes:
@@ -154,38 +167,151 @@ def public_key_hash(key: ec.EllipticCurvePublicKey | x509.Certificate) -> bytes:
     return hashlib.sha256(spki).digest()
 
 
+@attrs.frozen
+class CertificateKey:
+    """A certificate key with what every certificate for it repeats: its DER SPKI and that SPKI's SHA-256."""
+
+    private_key: ec.EllipticCurvePrivateKey
+    spki_der: bytes
+    spki_hash: bytes
+    subject_spki_der: bytes  # the TBSCertificate's subject name and SPKI, which follow the validity
+
+    @classmethod
+    def of(cls, key: ec.EllipticCurvePrivateKey) -> CertificateKey:
+        public = key.public_key()
+        spki = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return cls(key, spki, hashlib.sha256(spki).digest(), _SUBJECT_DER + spki)
+
+    @classmethod
+    def generate(cls) -> CertificateKey:
+        """A fresh ECDSA P-256 key (Go ``ecdsa.GenerateKey(elliptic.P256(), rand.Reader)``)."""
+        return cls.of(ec.generate_private_key(ec.SECP256R1()))
+
+
+@functools.lru_cache(maxsize=64)
+def _oid_der(dotted: str) -> bytes:
+    """DER OBJECT IDENTIFIER for a dotted string (checked by cryptography's parser first)."""
+    x509.ObjectIdentifier(dotted)  # raises ValueError on a malformed OID
+    arcs = [int(arc) for arc in dotted.split(".")]
+    body = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        while arc := arc >> 7:
+            chunk.append(0x80 | (arc & 0x7F))
+        body += bytes(reversed(chunk))
+    return _tlv(0x06, bytes(body))
+
+
+def _time_der(moment: datetime.datetime) -> bytes:
+    """RFC 5280 Time to the second (sub-second digits dropped): UTCTime through 2049, then GeneralizedTime."""
+    t = moment.astimezone(datetime.UTC)
+    clock = f"{t.month:02d}{t.day:02d}{t.hour:02d}{t.minute:02d}{t.second:02d}Z".encode("ascii")
+    if 1950 <= t.year < 2050:
+        return _tlv(0x17, f"{t.year % 100:02d}".encode("ascii") + clock)
+    return _tlv(0x18, f"{t.year:04d}".encode("ascii") + clock)
+
+
+_VALIDITY_SECONDS = int(CERT_VALIDITY.total_seconds())
+_UTC_TIME_FORMAT = "\x17\x0d%y%m%d%H%M%SZ"  # UTCTime, 13 characters
+
+
+def _validity_der(now: datetime.datetime | None) -> bytes:
+    """Validity { notBefore now - 2 h, notAfter now + 2 h }, to the second."""
+    if now is None:  # the per-connection path: the clock through time.gmtime, no datetime arithmetic
+        second = int(time.time())
+        before, after = time.gmtime(second - _VALIDITY_SECONDS), time.gmtime(second + _VALIDITY_SECONDS)
+        if before.tm_year >= 1950 and after.tm_year < 2050:
+            both = time.strftime(_UTC_TIME_FORMAT, before) + time.strftime(_UTC_TIME_FORMAT, after)
+            return b"\x30\x1e" + both.encode("ascii")
+        now = datetime.datetime.fromtimestamp(second, datetime.UTC)
+    return _tlv(0x30, _time_der(now - CERT_VALIDITY) + _time_der(now + CERT_VALIDITY))
+
+
+def make_certificate_der(
+    key: CertificateKey | ec.EllipticCurvePrivateKey,
+    issuer: Issuer | None,
+    peer_nonce: bytes,
+    *,
+    now: datetime.datetime | None = None,
+    max_extension_size: int = MAX_EXTENSION_SIZE,
+) -> bytes:
+    """The attested certificate (Go ``getCertificate``) for the peer's nonce, DER; no extension without issuer.
+
+    The TBSCertificate is written directly (the encoding cryptography's ``CertificateBuilder`` gives
+    for the same fields, which a test checks byte for byte) and signed with the key, ECDSA-with-SHA256:
+    building it through the generic builder cost several times the signature itself. Everything but
+    the serial, the validity, the document and the signature is precomputed.
+    """
+    cert_key = key if isinstance(key, CertificateKey) else CertificateKey.of(key)
+    serial = 0
+    while serial == 0:  # uniform in [1, 2^128): serial 0 is refused by many parsers, Go's range includes it
+        serial = secrets.randbelow(1 << 128)
+    serial_bytes = serial.to_bytes(serial.bit_length() // 8 + 1, "big")  # minimal positive INTEGER
+    parts = [_TBS_HEAD, bytes((0x02, len(serial_bytes))), serial_bytes, _TBS_ALG_ISSUER, _validity_der(now)]
+    parts.append(cert_key.subject_spki_der)
+    if issuer is not None:
+        document = issuer.issue(cert_key.spki_hash, peer_nonce)
+        if len(document) > max_extension_size:
+            raise AtlsConfigError(
+                f"{issuer.variant.value} issuer produced a {len(document)}-byte document, more than the aTLS "
+                f"extension limit {max_extension_size}"
+            )
+        # [3] EXPLICIT Extensions { Extension { extnID, extnValue OCTET STRING } } (critical FALSE: omitted)
+        parts.append(_tlv(0xA3, _tlv(0x30, _tlv(0x30, _oid_der(issuer.variant.oid) + _tlv(0x04, document)))))
+    tbs = _tlv(0x30, b"".join(parts))
+    signature = cert_key.private_key.sign(tbs, _ECDSA_SHA256)
+    return _tlv(0x30, b"".join((tbs, _ECDSA_SHA256_DER, _tlv(0x03, b"\x00" + signature))))
+
+
 def make_certificate(
-    key: ec.EllipticCurvePrivateKey,
+    key: CertificateKey | ec.EllipticCurvePrivateKey,
     issuer: Issuer | None,
     peer_nonce: bytes,
     *,
     now: datetime.datetime | None = None,
     max_extension_size: int = MAX_EXTENSION_SIZE,
 ) -> x509.Certificate:
-    """The attested certificate (Go ``getCertificate``) for the peer's nonce; no extension without issuer."""
-    now = now or datetime.datetime.now(datetime.UTC)
-    serial = 0
-    while serial == 0:  # uniform in [1, 2^128): cryptography refuses serial 0, Go's range includes it
-        serial = secrets.randbelow(1 << 128)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_SUBJECT)
-        .issuer_name(_SUBJECT)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(now - CERT_VALIDITY)
-        .not_valid_after(now + CERT_VALIDITY)
-    )
-    if issuer is not None:
-        document = issuer.issue(public_key_hash(key.public_key()), peer_nonce)
-        if len(document) > max_extension_size:
-            raise AtlsConfigError(
-                f"{issuer.variant.value} issuer produced a {len(document)}-byte document, more than the aTLS "
-                f"extension limit {max_extension_size}"
-            )
-        extension = x509.UnrecognizedExtension(x509.ObjectIdentifier(issuer.variant.oid), document)
-        builder = builder.add_extension(extension, critical=False)
-    return builder.sign(key, hashes.SHA256())
+    """:func:`make_certificate_der`, parsed."""
+    der = make_certificate_der(key, issuer, peer_nonce, now=now, max_extension_size=max_extension_size)
+    return x509.load_der_x509_certificate(der)
+
+
+#: The DER SPKI of every P-256 key up to its 64-byte uncompressed point (what Go's MarshalPKIXPublicKey writes).
+_P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004")
+_P256_SPKI_SIZE = len(_P256_SPKI_PREFIX) + 64
+
+
+def _tlv_end(der: bytes, pos: int) -> tuple[int, int]:
+    """(start of the contents, end) of the DER TLV at ``pos``, single-byte tags only."""
+    first = der[pos + 1]
+    if first < 0x80:
+        return pos + 2, pos + 2 + first
+    count = first & 0x7F
+    start = pos + 2 + count
+    return start, start + int.from_bytes(der[pos + 2 : start], "big")
+
+
+def _spki_slice(der: bytes) -> bytes:
+    """The SubjectPublicKeyInfo TLV of a certificate cryptography has already parsed (so well-formed DER)."""
+    tbs, _ = _tlv_end(der, 0)  # Certificate -> TBSCertificate
+    pos, _ = _tlv_end(der, tbs)
+    if der[pos] == 0xA0:  # [0] version
+        pos = _tlv_end(der, pos)[1]
+    for _field in range(5):  # serialNumber, signature, issuer, validity, subject
+        pos = _tlv_end(der, pos)[1]
+    return der[pos : _tlv_end(der, pos)[1]]
+
+
+def peer_key_hash(der: bytes, cert: x509.Certificate) -> bytes:
+    """:func:`public_key_hash` of a parsed certificate, from its DER ``der``.
+
+    A P-256 key in Go's canonical encoding (uncompressed point) is hashed as the bytes received,
+    which are then exactly what re-encoding the key would give; anything else is re-encoded.
+    """
+    spki = _spki_slice(der)
+    if len(spki) == _P256_SPKI_SIZE and spki.startswith(_P256_SPKI_PREFIX):
+        return hashlib.sha256(spki).digest()
+    return public_key_hash(cert)
 
 
 def _check_certificate(der: bytes, now: datetime.datetime) -> x509.Certificate:
@@ -231,7 +357,7 @@ def verify_peer_certificate(
     if der is None:
         raise CertificateError("peer presented no certificate")
     cert = _check_certificate(der, now or datetime.datetime.now(datetime.UTC))
-    key_hash = public_key_hash(cert)
+    key_hash = peer_key_hash(der, cert)
     if not validators:
         return None
     seen: list[str] = []
