@@ -157,6 +157,17 @@ def test_cli_refuses_dummy_without_opt_in(tmp_path: object) -> None:
     assert proc.stderr is not None and "--insecure-dummy" in proc.stderr.read()
 
 
+def test_cli_refuses_an_unauthenticated_tunnel() -> None:
+    """Security review: a client without --validate would accept any server; a server with neither
+    --issuer nor --validate attests nothing. Both need an explicit choice."""
+    client = _cli("tunnel", "client", "--listen", "127.0.0.1:0", "--connect", "127.0.0.1:1")
+    assert client.wait(10) == 2
+    assert client.stderr is not None and "--accept-unattested-server" in client.stderr.read()
+    server = _cli("tunnel", "server", "--listen", "127.0.0.1:0", "--forward", "127.0.0.1:1")
+    assert server.wait(10) == 2
+    assert server.stderr is not None and "attests nothing" in server.stderr.read()
+
+
 def test_cli_validate_with_qemu_config(echo_port: int, qemu_pair: Pair, tmp_path: object) -> None:
     import json
     from pathlib import Path

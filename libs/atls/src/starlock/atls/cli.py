@@ -58,6 +58,11 @@ def _build_parser() -> argparse.ArgumentParser:
     client = sides.add_parser("client", help="accept plain TCP on a loopback --listen, dial aTLS to --connect")
     client.add_argument("--listen", required=True, help="loopback host:port for local clients")
     client.add_argument("--connect", required=True, help="host:port of the tunnel server")
+    client.add_argument(
+        "--accept-unattested-server",
+        action="store_true",
+        help="INSECURE: without --validate, connect to any server (anyone on the path can impersonate it)",
+    )
     for side in (server, client):
         side.add_argument("--issuer", metavar="VARIANT", help="attest this side with VARIANT (qemu-vtpm, dummy)")
         side.add_argument("--tcti", help="TPM for the qemu-vtpm issuer (default device:/dev/tpmrm0)")
@@ -157,9 +162,16 @@ def _start(args: argparse.Namespace) -> Tunnel:
     if args.max_connections < 1:
         raise _UsageError("--max-connections must be at least 1")
     if args.side == "server":
+        if issuer is None and not validators:
+            raise _UsageError("the tunnel server attests nothing: give --issuer, --validate, or both")
         config = ServerConfig(issuer, validators)
         return start_tunnel_server(
             args.listen, args.forward, config, max_connections=args.max_connections, idle_timeout=idle
+        )
+    if not validators and not args.accept_unattested_server:
+        raise _UsageError(
+            "without --validate the client would accept any server (anyone on the path could impersonate "
+            "it): give --validate VARIANT=CONFIG, or --accept-unattested-server to do that knowingly"
         )
     return start_tunnel_client(
         args.listen,
