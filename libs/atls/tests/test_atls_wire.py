@@ -197,3 +197,51 @@ def test_dummy_document_is_upstreams_json(user_data: bytes, nonce: bytes) -> Non
 
 
 _DUMMY_ISSUER = DummyIssuer(insecure=True)
+
+
+class _FixedIssuer:
+    """An issuer whose document is ``size`` bytes, to hit every DER length form."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.variant = DummyIssuer(insecure=True).variant
+
+    def issue(self, user_data: bytes, nonce: bytes) -> bytes:
+        return b"\xab" * self.size
+
+
+_SERIALS = [1, 0x7F, 0x80, 0xFF, 0x100, 0x8000, (1 << 120) - 1, 1 << 127, (1 << 128) - 1, 0xFF << 100]
+_SIZES = [0, 1, 127, 128, 255, 256, 65535, 65536, 96 * 1024]
+
+
+@pytest.mark.parametrize("serial", _SERIALS, ids=hex)
+def test_certificate_der_edge_cases_match_the_generic_builder(serial: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """INTEGER encoding of serials with the top bit set or leading zero bytes, and every length form
+    of the extension up to the 96 KiB bound, byte for byte against cryptography's builder."""
+    import starlock.atls._wire as wire
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    monkeypatch.setattr(wire.secrets, "randbelow", lambda _bound: serial)
+    for size in _SIZES:
+        cert = x509.load_der_x509_certificate(make_certificate_der(key, _FixedIssuer(size), bytes(32)))
+        assert cert.serial_number == serial
+        assert cert.tbs_certificate_bytes == _builder_tbs(cert, key)
+        cert.verify_directly_issued_by(cert)
+        (ext,) = cert.extensions
+        assert isinstance(ext.value, x509.UnrecognizedExtension)
+        assert len(ext.value.value) == size
+
+
+def test_naive_time_means_utc_as_in_the_generic_builder(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")  # a local zone that is not UTC
+    time.tzset()
+    try:
+        key = ec.generate_private_key(ec.SECP256R1())
+        naive = datetime.datetime(2031, 1, 2, 3, 4, 5)
+        cert = x509.load_der_x509_certificate(make_certificate_der(key, None, bytes(32), now=naive))
+        assert cert.not_valid_before_utc == naive.replace(tzinfo=datetime.UTC) - CERT_VALIDITY
+    finally:
+        monkeypatch.undo()
+        time.tzset()

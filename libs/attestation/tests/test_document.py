@@ -108,3 +108,11 @@ def test_malformed_documents_raise_typed_errors(raw: bytes, message: str) -> Non
 def test_url_safe_and_unpadded_base64_is_read() -> None:
     doc = AttestationDocument.from_json(_doc(ak_pub="-_8"))
     assert doc.attestation.ak_pub == b"\xfb\xff"
+
+
+@pytest.mark.parametrize("key", ["٤", "３", "²"])
+def test_non_ascii_digit_pcr_indices_are_refused(key: str) -> None:
+    """Go's ParseUint refuses them; Python's isdigit()/int() would read some as PCR numbers."""
+    raw = _doc(quotes=[{"quote": "", "raw_sig": "", "pcrs": {"hash": 11, "pcrs": {key: _b64(bytes(32))}}}])
+    with pytest.raises(MalformedEvidence, match="out of range"):
+        AttestationDocument.from_json(raw)

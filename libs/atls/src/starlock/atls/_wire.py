@@ -204,7 +204,8 @@ def _oid_der(dotted: str) -> bytes:
 
 def _time_der(moment: datetime.datetime) -> bytes:
     """RFC 5280 Time to the second (sub-second digits dropped): UTCTime through 2049, then GeneralizedTime."""
-    t = moment.astimezone(datetime.UTC)
+    # A naive datetime means UTC, as in cryptography's CertificateBuilder (not local time).
+    t = moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment.astimezone(datetime.UTC)
     clock = f"{t.month:02d}{t.day:02d}{t.hour:02d}{t.minute:02d}{t.second:02d}Z".encode("ascii")
     if 1950 <= t.year < 2050:
         return _tlv(0x17, f"{t.year % 100:02d}".encode("ascii") + clock)

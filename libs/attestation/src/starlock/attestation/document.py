@@ -198,7 +198,7 @@ def _uint(value: Any, name: str) -> int:
     # protojson writes uint64 as strings, encoding/json as numbers.
     if isinstance(value, bool):
         raise MalformedEvidence(f"field {name}: expected an unsigned integer, got a boolean")
-    if isinstance(value, str) and value.isdigit() and len(value) <= 20:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
         value = int(value)
     if not isinstance(value, int) or not 0 <= value < 2**64:
         raise MalformedEvidence(f"field {name}: expected an unsigned 64-bit integer, got {value!r:.40}")
@@ -272,7 +272,7 @@ def _parse_pcr_values(values: Mapping[Any, Any], where: str, alg: int) -> dict[i
 
 
 def _pcr_index(key: Any) -> int | None:
-    if not (isinstance(key, str) and key.isdigit() and len(key) <= 2):
+    if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 2):
         return None
     try:  # str.isdigit() admits digits int() refuses (superscripts): malformed keys too
         index = int(key)
