@@ -13,10 +13,16 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime
-from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from starlock.attestation._cliutil import (
+    EXIT_ACCEPTED,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    UsageError,
+    parse_time,
+    read_input,
+)
 from starlock.attestation.config import load_attestation_config
 from starlock.attestation.errors import AttestationError
 from starlock.attestation.interfaces import CheckStatus, EvaluationReport
@@ -25,12 +31,7 @@ from starlock.attestation.variant import Variant
 
 __all__ = ["main"]
 
-EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 MAX_INPUT_SIZE = 4 * 1024 * 1024
-
-
-class _UsageError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,51 +66,29 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _read(path: str, what: str) -> bytes:
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read(MAX_INPUT_SIZE + 1)
-        else:
-            with Path(path).open("rb") as fh:
-                data = fh.read(MAX_INPUT_SIZE + 1)
-    except OSError as exc:
-        raise _UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if len(data) > MAX_INPUT_SIZE:
-        raise _UsageError(f"{what} {path} is larger than {MAX_INPUT_SIZE} bytes")
-    return data
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise _UsageError(f"--at {value!r:.40} is not an RFC 3339 time (e.g. 2026-11-25T12:00:00Z)") from None
-    if at.tzinfo is None:
-        raise _UsageError("--at needs a time zone (e.g. 2026-11-25T12:00:00Z)")
-    return at
+    return read_input(path, what, MAX_INPUT_SIZE)
 
 
 def _run_document(args: argparse.Namespace) -> EvaluationReport:
     try:
         variant = Variant.from_string(args.variant)
     except AttestationError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     nonce: bytes | None = None
     if args.nonce is not None:
         try:
             nonce = bytes.fromhex(args.nonce)
         except ValueError:
-            raise _UsageError("--nonce must be hex") from None
+            raise UsageError("--nonce must be hex") from None
         if not nonce:
-            raise _UsageError("--nonce is empty")
-    at = _parse_time(args.at)
+            raise UsageError("--nonce is empty")
+    at = parse_time(args.at)
     document = _read(args.file, "document")
     try:
         config = load_attestation_config(_read(args.config, "config"), variant)
         validator = validator_for(config, at=at)
     except AttestationError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     return validator.evaluate(document, nonce)
 
 
@@ -148,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_snp_report(args)
     try:
         report = _run_document(args)
-    except _UsageError as exc:
+    except UsageError as exc:
         sys.stderr.write(f"starlock-verify: {exc}\n")
         return EXIT_USAGE
     if args.json:

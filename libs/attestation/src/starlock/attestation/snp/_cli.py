@@ -13,12 +13,18 @@ import binascii
 import json
 import re
 import sys
-from datetime import datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 from cryptography import x509
 
+from starlock.attestation._cliutil import (
+    EXIT_ACCEPTED,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    UsageError,
+    parse_time,
+    read_input,
+)
 from starlock.attestation.config import AttestationConfig, SnpVersions, load_attestation_config
 from starlock.attestation.errors import AttestationError, ConfigError, MalformedEvidence
 from starlock.attestation.interfaces import Check, CheckStatus
@@ -32,16 +38,11 @@ from starlock.attestation.variant import Variant
 __all__ = ["VARIANT_NAME", "add_snp_report_parser", "decode_evidence_bytes", "run_snp_report"]
 
 VARIANT_NAME = "sev-snp-report"
-EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 MAX_INPUT_SIZE = 1024 * 1024
 _SNP_VARIANTS = (Variant.AWS_SEV_SNP, Variant.AZURE_SEV_SNP, Variant.GCP_SEV_SNP)
 _SNP_VARIANTS_TEXT = tuple(v.value for v in _SNP_VARIANTS)
 _HEX_TEXT = re.compile(rb"[0-9a-fA-F\s]+")
 _B64_TEXT = re.compile(rb"[A-Za-z0-9+/=_\-\s]+")
-
-
-class _UsageError(Exception):
-    pass
 
 
 def add_snp_report_parser(sub: Any) -> None:
@@ -98,17 +99,7 @@ def decode_evidence_bytes(data: bytes) -> bytes:
 
 
 def _read(path: str, what: str) -> bytes:
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read(MAX_INPUT_SIZE + 1)
-        else:
-            with Path(path).open("rb") as fh:
-                data = fh.read(MAX_INPUT_SIZE + 1)
-    except OSError as exc:
-        raise _UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if len(data) > MAX_INPUT_SIZE:
-        raise _UsageError(f"{what} {path} is larger than {MAX_INPUT_SIZE} bytes")
-    return data
+    return read_input(path, what, MAX_INPUT_SIZE)
 
 
 def _hex(value: str | None, what: str, size: int | None = None, pad: bool = False) -> bytes | None:
@@ -117,12 +108,12 @@ def _hex(value: str | None, what: str, size: int | None = None, pad: bool = Fals
     try:
         raw = bytes.fromhex(value)
     except ValueError:
-        raise _UsageError(f"{what} must be hex") from None
+        raise UsageError(f"{what} must be hex") from None
     if size is not None:
         if pad and len(raw) <= size:
             raw += bytes(size - len(raw))
         if len(raw) != size:
-            raise _UsageError(f"{what} must be {'at most ' if pad else ''}{size} bytes, got {len(raw)}")
+            raise UsageError(f"{what} must be {'at most ' if pad else ''}{size} bytes, got {len(raw)}")
     return raw
 
 
@@ -132,12 +123,12 @@ def _policy(args: argparse.Namespace) -> SnpPolicy:
         try:
             product = Product.from_name(args.product)
         except AttestationError as exc:
-            raise _UsageError(f"--product: {exc}") from None
+            raise UsageError(f"--product: {exc}") from None
     minimum = None
     if args.min_launch_tcb is not None:
         parts = args.min_launch_tcb.split(":")
         if len(parts) != 4 or not all(p.isdigit() for p in parts):
-            raise _UsageError("--min-launch-tcb must be BL:TEE:SNP:UCODE, e.g. 3:0:8:115")
+            raise UsageError("--min-launch-tcb must be BL:TEE:SNP:UCODE, e.g. 3:0:8:115")
         minimum = SnpVersions(*(int(p) for p in parts))
     digests: list[bytes] | None = None
     if args.id_key_digest is not None:
@@ -156,33 +147,21 @@ def _policy(args: argparse.Namespace) -> SnpPolicy:
     try:
         return SnpPolicy.from_config(config, **overrides) if config is not None else SnpPolicy(**overrides)
     except ConfigError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _config(args: argparse.Namespace) -> AttestationConfig | None:
     if args.config is None and args.variant is None:
         return None
     if args.config is None or args.variant is None:
-        raise _UsageError("--config and --variant go together")
+        raise UsageError("--config and --variant go together")
     try:
         variant = Variant.from_string(args.variant)
         if variant not in _SNP_VARIANTS:
-            raise _UsageError(f"--variant {variant.value} is not an SNP variant ({', '.join(_SNP_VARIANTS_TEXT)})")
+            raise UsageError(f"--variant {variant.value} is not an SNP variant ({', '.join(_SNP_VARIANTS_TEXT)})")
         return load_attestation_config(_read(args.config, "config"), variant)
     except AttestationError as exc:
-        raise _UsageError(f"--config: {exc}") from None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise _UsageError(f"--at {value!r:.40} is not an RFC 3339 time (e.g. 2026-11-25T12:00:00Z)") from None
-    if at.tzinfo is None:
-        raise _UsageError("--at needs a time zone (e.g. 2026-11-25T12:00:00Z)")
-    return at
+        raise UsageError(f"--config: {exc}") from None
 
 
 def _rejected(error: AttestationError) -> SnpEvaluation:
@@ -191,14 +170,14 @@ def _rejected(error: AttestationError) -> SnpEvaluation:
 
 def _evaluate(args: argparse.Namespace) -> SnpEvaluation:
     policy = _policy(args)
-    at = _parse_time(args.at)
+    at = parse_time(args.at)
     if args.vmpl < -1:
-        raise _UsageError("--vmpl must be 0..3, or -1 for any")
+        raise UsageError("--vmpl must be 0..3, or -1 for any")
     evidence = decode_evidence_bytes(_read(args.report, "report"))
     table_bytes = evidence[REPORT_SIZE:]
     if args.cert_table is not None:
         if table_bytes:
-            raise _UsageError("--cert-table given, but the report file already carries data after the report")
+            raise UsageError("--cert-table given, but the report file already carries data after the report")
         table_bytes = decode_evidence_bytes(_read(args.cert_table, "certificate table"))
     try:
         table = parse_cert_table(table_bytes) if table_bytes else CertTable()
@@ -208,7 +187,7 @@ def _evaluate(args: argparse.Namespace) -> SnpEvaluation:
         )
     signer = _read(args.signer, "signer certificate") if args.signer else (table.vcek or table.vlek)
     if signer is None:
-        raise _UsageError("no signer: give --signer (VCEK/VLEK) or an extended report whose table holds one")
+        raise UsageError("no signer: give --signer (VCEK/VLEK) or an extended report whose table holds one")
     chain: list[x509.Certificate] = []
     try:
         if args.chain:
@@ -218,7 +197,7 @@ def _evaluate(args: argparse.Namespace) -> SnpEvaluation:
     except MalformedEvidence as exc:
         return _rejected(MalformedEvidence(f"chain: {exc}", check="certificate-chain"))
     if not chain:
-        raise _UsageError(
+        raise UsageError(
             "no AMD chain: give --chain (ASK or ASVK, then ARK) or an extended report with ASK/ARK entries"
         )
     return SnpVerifier(policy).evaluate(evidence[:REPORT_SIZE], signer, chain, at=at)
@@ -257,7 +236,7 @@ def _table(evaluation: SnpEvaluation, out: TextIO) -> None:
 def run_snp_report(args: argparse.Namespace) -> int:
     try:
         evaluation = _evaluate(args)
-    except _UsageError as exc:
+    except UsageError as exc:
         sys.stderr.write(f"starlock-verify: {exc}\n")
         return EXIT_USAGE
     if args.json:

@@ -1,0 +1,43 @@
+"""What the ``starlock-verify`` subcommands share: exit codes, bounded input, --at parsing."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+__all__ = ["EXIT_ACCEPTED", "EXIT_REJECTED", "EXIT_USAGE", "UsageError", "parse_time", "read_input"]
+
+EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad usage or unreadable input: exit 2 with this one-line reason."""
+
+
+def read_input(path: str, what: str, max_size: int) -> bytes:
+    """Read a file (``-`` for standard input) of at most ``max_size`` bytes."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(max_size + 1)
+        else:
+            with Path(path).open("rb") as fh:
+                data = fh.read(max_size + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > max_size:
+        raise UsageError(f"{what} {path} is larger than {max_size} bytes")
+    return data
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """``--at``: an RFC 3339 time with a zone, or None for now."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at {value!r:.40} is not an RFC 3339 time (e.g. 2026-11-25T12:00:00Z)") from None
+    if at.tzinfo is None:
+        raise UsageError("--at needs a time zone (e.g. 2026-11-25T12:00:00Z)")
+    return at
