@@ -109,7 +109,8 @@ def main() -> None:
 
     ready = statistics.median(readies)
     baseline = statistics.median(baselines)
-    print(f"warm start-to-ready over {args.rounds} rounds: median {ready:.1f} s (min {min(readies):.1f}, max {max(readies):.1f})")
+    spread = f"min {min(readies):.1f}, max {max(readies):.1f}"
+    print(f"warm start-to-ready over {args.rounds} rounds: median {ready:.1f} s ({spread})")
     print(f"  ratio to the aim of {AIM_READY_SECONDS:.0f} s: {ready / AIM_READY_SECONDS:.2f}")
     print(f"  baseline, etcd alone exec-to-serving: {baseline:.2f} s; ready / baseline = {ready / baseline:.1f}")
     for phase, values in phases.items():
