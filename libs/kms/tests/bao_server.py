@@ -121,12 +121,28 @@ def _wait_ready(server: BaoServer) -> None:
     raise RuntimeError(f"bao server not ready after {_READY_TIMEOUT}s:\n{server.log_tail()}")
 
 
-def start_bao(tmp_dir: Path) -> BaoServer:
-    """Start and prepare a dev server; the caller must call ``stop()``."""
+def initialize_store(uri: str) -> str:
+    """What an operator does once per store (``--initialize-vault-store``); returns ``uri``."""
+    from starlock.kms.vault import open_vault_kms
+
+    kms = open_vault_kms(uri)
+    try:
+        kms.initialize_store()
+    finally:
+        kms.close()
+    return uri
+
+
+def start_bao(tmp_dir: Path, *, port: int | None = None, token: str | None = None) -> BaoServer:
+    """Start and prepare a dev server; the caller must call ``stop()``.
+
+    ``port``/``token``: reuse a stopped server's address and root token (a dev server keeps
+    nothing: the same address then serves empty Transit and KV mounts, a "reset" store).
+    """
     binary = bao_binary()
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port_pair()
-    token = "root-" + secrets.token_hex(16)
+    port = port or _free_port_pair()
+    token = token or "root-" + secrets.token_hex(16)
     log_path = tmp_dir / f"bao-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
     env["HOME"] = str(tmp_dir)  # dev mode stores its token in ~/.vault-token: keep it in tmp

@@ -11,19 +11,22 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hvac.exceptions
 import pytest
-from bao_server import KEK_NAME, BaoServer, start_bao
+from bao_server import KEK_NAME, BaoServer, initialize_store, start_bao
 
 from starlock.kms.interface import KMS, MAX_DEK_LENGTH, KmsError, KmsInvalidArgument, KmsPermissionDenied
 from starlock.kms.vault import (
     DekLengthMismatch,
     DirectoryWrappedKeyStore,
     VaultKMS,
+    VaultStoreError,
     WrappedKeyError,
     open_vault_kms,
 )
 
 StoreKind = str  # "kv" or "dir"
+MARKER_FILE = ".starlock-store.json"
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +51,8 @@ def uri_for(bao: BaoServer, tmp_path: Path) -> Callable[[StoreKind], str]:
 
     def make(kind: StoreKind) -> str:
         if kind == "kv":
-            return bao.kms_uri(kvPrefix=prefix)
-        return bao.kms_uri(storeDir=str(tmp_path / "store"))
+            return initialize_store(bao.kms_uri(kvPrefix=prefix))
+        return initialize_store(bao.kms_uri(storeDir=str(tmp_path / "store")))
 
     return make
 
@@ -103,7 +106,7 @@ def test_directory_store_layout(tmp_path: Path, uri_for: Callable[[StoreKind], s
     kms = open_vault_kms(uri_for("dir"))
     kms.get_dek("key-0f6a1b2c-aaaa-bbbb-cccc-0123456789ab", 32)
     kms.get_dek("key-projects/p/disks/pvc-1", 16)  # not a plain name: stored under its hash
-    names = sorted(p.name for p in (tmp_path / "store").iterdir())
+    names = sorted(p.name for p in (tmp_path / "store").iterdir() if p.name != MARKER_FILE)
     hashed = "~sha256-" + hashlib.sha256(b"key-projects/p/disks/pvc-1").hexdigest() + ".json"
     assert names == sorted(["key-0f6a1b2c-aaaa-bbbb-cccc-0123456789ab.json", hashed])
     assert (tmp_path / "store").stat().st_mode & 0o777 == 0o700
@@ -173,7 +176,7 @@ def test_corrupt_entry_is_a_clear_error(tmp_path: Path, uri_for: Callable[[Store
 
 def test_wrong_transit_key_name_in_record(tmp_path: Path, bao: BaoServer) -> None:
     store = tmp_path / "store"
-    kms = open_vault_kms(bao.kms_uri(storeDir=str(store)))
+    kms = open_vault_kms(initialize_store(bao.kms_uri(storeDir=str(store))))
     kms.get_dek("key-a", 32)
     bao.client().secrets.transit.create_key("other-kek")
     other = open_vault_kms(bao.kms_uri(storeDir=str(store), keyName="other-kek"))
@@ -245,14 +248,15 @@ def test_concurrent_first_use_threads_and_processes(
     if kind == "kv":
         assert _kv_entry(bao, uri, "key-shared")["_version"] == 1  # exactly one write succeeded
     else:
-        assert [p.name for p in (tmp_path / "store").iterdir()] == ["key-shared.json"]  # no temp files
+        # no temp files
+        assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [MARKER_FILE, "key-shared.json"]
     kms.close()
 
 
 def test_directory_store_object_is_usable_directly(tmp_path: Path, bao: BaoServer) -> None:
     store = DirectoryWrappedKeyStore(tmp_path / "s")
     assert store.get("key-a") is None
-    kms = open_vault_kms(bao.kms_uri(storeDir=str(tmp_path / "s")))
+    kms = open_vault_kms(initialize_store(bao.kms_uri(storeDir=str(tmp_path / "s"))))
     kms.get_dek("key-a", 32)
     entry = store.get("key-a")
     assert entry is not None
@@ -275,7 +279,7 @@ def test_wrong_token_is_permission_denied(
     assert wrong not in str(info.value)
     assert wrong not in repr(kms)
     if kind == "dir":
-        assert list((tmp_path / "store").iterdir()) == []
+        assert [p.name for p in (tmp_path / "store").iterdir()] == [MARKER_FILE]
     kms.close()
 
 
@@ -305,12 +309,16 @@ def test_least_privilege_policy_works(bao: BaoServer, tmp_path: Path) -> None:
         'path "secret/data/starlock/dek/*" { capabilities = ["create", "read"] }\n',
     )
     token = client.auth.token.create(policies=["starlock-kms"], ttl="10m")["auth"]["client_token"]
-    kms = open_vault_kms(bao.kms_uri(token=token, kvPrefix="starlock/dek"))
+    kms = open_vault_kms(initialize_store(bao.kms_uri(token=token, kvPrefix="starlock/dek")))
     dek = kms.get_dek("key-policy-test", 32)
     assert open_vault_kms(bao.kms_uri(token=token)).get_dek("key-policy-test", 32) == dek
     typo = open_vault_kms(bao.kms_uri(token=token, keyName="starlock-kke"))
-    with pytest.raises(KmsPermissionDenied):
+    with pytest.raises(VaultStoreError, match="initialized for transit key 'starlock-kek'"):
         typo.get_dek("key-other", 32)  # a mistyped key name is not silently created
+    with pytest.raises(VaultStoreError, match="initialized for transit key"):
+        typo.initialize_store()  # nor by initializing the store again
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        client.secrets.transit.read_key("starlock-kke")
     kms.close()
     typo.close()
 
@@ -321,13 +329,13 @@ def test_least_privilege_policy_works(bao: BaoServer, tmp_path: Path) -> None:
 def test_kek_rotation(bao: BaoServer, tmp_path: Path) -> None:
     client = bao.client()
     client.secrets.transit.create_key("rotating-kek")
-    uri = bao.kms_uri(keyName="rotating-kek", storeDir=str(tmp_path / "store"))
+    uri = initialize_store(bao.kms_uri(keyName="rotating-kek", storeDir=str(tmp_path / "store")))
     kms = open_vault_kms(uri)
     old = kms.get_dek("key-old", 32)
     client.secrets.transit.rotate_key("rotating-kek")
     new = kms.get_dek("key-new", 32)
 
-    records = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "store").iterdir()}
+    records = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "store").iterdir() if p.name != MARKER_FILE}
     assert records["key-old"]["ciphertext"].startswith("vault:v1:")
     assert records["key-new"]["ciphertext"].startswith("vault:v2:")  # newest version wraps new keys
     restarted = open_vault_kms(uri)
@@ -343,7 +351,7 @@ def test_kek_rotation(bao: BaoServer, tmp_path: Path) -> None:
 def test_factory_opens_vault_backend(bao: BaoServer, tmp_path: Path) -> None:
     from starlock.kms.factory import open_kms
 
-    kms = open_kms(bao.kms_uri(storeDir=str(tmp_path / "store")))
+    kms = open_kms(initialize_store(bao.kms_uri(storeDir=str(tmp_path / "store"))))
     assert isinstance(kms, VaultKMS)
     assert len(kms.get_dek("key-a", 32)) == 32
     kms.close()

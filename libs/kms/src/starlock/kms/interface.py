@@ -24,6 +24,9 @@ gRPC status mapping used by the key service (``starlock-keyservice``):
 * :class:`KmsInvalidArgument` -> ``INVALID_ARGUMENT``: the backend cannot serve this id or length
   at all (e.g. a name its store refuses); the key service's own checks (length 0, empty id, length
   over :data:`MAX_DEK_LENGTH`) give the same status before the backend is called.
+* :class:`KmsFailedPrecondition` -> ``FAILED_PRECONDITION``: the backend is in a state where it
+  must not serve keys until an operator acts (e.g. a Vault store that was never initialized or
+  was reset: serving would hand out new keys for existing ids). Not retryable as it is.
 * any other :class:`KmsError` (incl. :class:`KmsConfigError`) -> ``INTERNAL`` (as upstream).
 * an exception that is not a :class:`KmsError` (a backend bug) -> ``INTERNAL``, logged by type
   only.
@@ -39,6 +42,7 @@ __all__ = [
     "MAX_DEK_LENGTH",
     "KmsConfigError",
     "KmsError",
+    "KmsFailedPrecondition",
     "KmsInvalidArgument",
     "KmsNotSupported",
     "KmsPermissionDenied",
@@ -65,6 +69,10 @@ class KmsPermissionDenied(KmsError):
 
 class KmsInvalidArgument(KmsError):
     """The DEK id or length is not acceptable (gRPC ``INVALID_ARGUMENT``)."""
+
+
+class KmsFailedPrecondition(KmsError):
+    """The backend must not serve keys until an operator acts (gRPC ``FAILED_PRECONDITION``)."""
 
 
 class KmsConfigError(KmsError):

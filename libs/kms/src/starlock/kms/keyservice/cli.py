@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--listen-host", default=None, help="TCP host (default 127.0.0.1 plaintext, 0.0.0.0 mTLS)")
     p.add_argument("--shutdown-grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM")
     p.add_argument("--max-workers", type=int, default=16, help="gRPC handler threads")
+    p.add_argument(
+        "--initialize-vault-store",
+        action="store_true",
+        help="once per new Vault/OpenBao store: write its marker (and let Transit create a missing KEK), "
+        "then exit; the service refuses to create keys in a store without one (a reset store)",
+    )
     return p
 
 
@@ -79,7 +85,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     tls = (args.tls_cert, args.tls_key, args.tls_ca)
     modes = [args.unix is not None, any(tls), args.insecure_plaintext]
-    if sum(modes) != 1:
+    if args.initialize_vault_store:
+        if any(modes):
+            p.error("--initialize-vault-store serves nothing: give no transport flags with it")
+        if args.kms_uri is None and args.kms_uri_file is None:
+            p.error("--initialize-vault-store needs the store's kms://vault URI (--kms-uri-file or --kms-uri)")
+    elif sum(modes) != 1:
         p.error("choose exactly one transport: --unix PATH, --tls-cert/--tls-key/--tls-ca, or --insecure-plaintext")
     if any(tls) and not all(tls):
         p.error("mutual TLS needs all of --tls-cert, --tls-key and --tls-ca")
@@ -157,6 +168,25 @@ def _read(path: str) -> bytes:
         raise KmsError(f"cannot read {path!r}: {e.strerror}") from None
 
 
+def _initialize_store(backend: KMS, log: logging.Logger) -> int:
+    initialize = getattr(backend, "initialize_store", None)
+    try:
+        if initialize is None:
+            log.error(
+                "--initialize-vault-store applies to a kms://vault store only",
+                extra={"v": 0, "fields": {"backend": type(backend).__name__}},
+            )
+            return 1
+        created = initialize()
+    except KmsError as e:
+        log.error("cannot initialize the store", extra={"v": 0, "fields": {"error": str(e)}})
+        return 1
+    finally:
+        backend.close()
+    vlog(log, 0, "store initialized" if created else "store was already initialized; its marker checks out")
+    return 0
+
+
 def run(args: argparse.Namespace, kms: KMS | None = None, *, install_signals: bool = True) -> int:
     """Start the service and block until SIGTERM/SIGINT; return the exit status.
 
@@ -168,6 +198,8 @@ def run(args: argparse.Namespace, kms: KMS | None = None, *, install_signals: bo
     except KmsError as e:
         log.error("cannot set up the KMS", extra={"v": 0, "fields": {"error": str(e)}})
         return 1
+    if getattr(args, "initialize_vault_store", False):
+        return _initialize_store(backend, log)
     server = build_server(backend, max_workers=args.max_workers)
     try:
         if args.unix is not None:

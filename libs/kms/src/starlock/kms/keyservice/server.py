@@ -24,6 +24,7 @@ from starlock.kms.interface import (
     MAX_DEK_LENGTH,
     KmsConfigError,
     KmsError,
+    KmsFailedPrecondition,
     KmsInvalidArgument,
     KmsUnavailable,
 )
@@ -76,6 +77,8 @@ class KeyServiceServicer:
             self._abort(context, grpc.StatusCode.UNAVAILABLE, f"KMS unavailable: {e}")
         except KmsInvalidArgument as e:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except KmsFailedPrecondition as e:
+            self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"getting data key: {e}")
         except KmsError as e:
             # KmsPermissionDenied and KmsConfigError included: the caller is not at fault.
             self._abort(context, grpc.StatusCode.INTERNAL, f"getting data key: {e}")
@@ -89,7 +92,8 @@ class KeyServiceServicer:
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
-        level = logging.WARNING if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE) else logging.INFO
+        serious = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
+        level = logging.WARNING if code in serious else logging.INFO
         _log.log(level, "GetDataKey failed", extra={"v": 2, "fields": {"code": code.name, "error": details}})
         context.abort(code, details)
 

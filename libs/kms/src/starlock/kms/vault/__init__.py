@@ -8,7 +8,7 @@ in Vault KV v2 or in a local directory. Build one with :func:`open_vault_kms` fr
 from __future__ import annotations
 
 from starlock.kms.vault._config import VaultBackendConfig, parse_vault_uri
-from starlock.kms.vault._errors import DekLengthMismatch, WrappedKeyError
+from starlock.kms.vault._errors import DekLengthMismatch, VaultStoreError, WrappedKeyError
 from starlock.kms.vault._kms import VaultKMS, open_vault_kms, open_vault_kms_from_config
 from starlock.kms.vault._store import (
     DirectoryWrappedKeyStore,
@@ -23,6 +23,7 @@ __all__ = [
     "KvWrappedKeyStore",
     "VaultBackendConfig",
     "VaultKMS",
+    "VaultStoreError",
     "WrappedKey",
     "WrappedKeyError",
     "WrappedKeyStore",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from starlock.kms.interface import KmsError, KmsInvalidArgument
+from starlock.kms.interface import KmsError, KmsFailedPrecondition, KmsInvalidArgument
 
-__all__ = ["DekLengthMismatch", "WrappedKeyError"]
+__all__ = ["DekLengthMismatch", "VaultStoreError", "WrappedKeyError"]
 
 
 class DekLengthMismatch(KmsInvalidArgument):
@@ -13,3 +13,8 @@ class DekLengthMismatch(KmsInvalidArgument):
 
 class WrappedKeyError(KmsError):
     """A stored wrapped key is malformed, belongs to another id, or does not unwrap for its id."""
+
+
+class VaultStoreError(KmsFailedPrecondition):
+    """The wrapped-key store is not initialized, was reset, or its KEK was replaced: no key is
+    created until an operator acts (gRPC ``FAILED_PRECONDITION``)."""

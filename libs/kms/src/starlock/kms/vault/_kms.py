@@ -11,10 +11,21 @@
 The wrapped key is bound to its id and length: Transit gets ``aad(dek_id, length)`` as
 ``associated_data`` (AEAD keys) and as ``context`` (derived keys), so a ciphertext moved to
 another id or length does not decrypt; the stored record also repeats the id and is checked.
+
+**No new key without proof that nothing was lost.** A missing entry looks the same whether the
+id is new or the store was reset, and Transit ``encrypt`` silently re-creates a missing key
+encryption key; serving a fresh random key for an existing disk id loses that disk. So a store
+is *initialized* once, by an operator (:meth:`VaultKMS.initialize_store`,
+``starlock-keyservice --initialize-vault-store``): that writes a marker holding a random store
+id wrapped by the KEK (the canary). Before every key *creation* the marker is read and the canary
+unwrapped: a store that was reset (no marker) or a KEK that was deleted or replaced (the canary
+does not unwrap) is refused with :class:`VaultStoreError` (gRPC ``FAILED_PRECONDITION``), and
+nothing is written. Existing keys are served as before (their unwrapping proves the KEK).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import threading
@@ -23,7 +34,7 @@ from pathlib import Path
 from starlock.kms.interface import MAX_DEK_LENGTH, KmsConfigError, KmsError, KmsInvalidArgument
 from starlock.kms.vault._client import VaultClient
 from starlock.kms.vault._config import VaultBackendConfig, parse_vault_uri
-from starlock.kms.vault._errors import DekLengthMismatch, WrappedKeyError
+from starlock.kms.vault._errors import DekLengthMismatch, VaultStoreError, WrappedKeyError
 from starlock.kms.vault._store import (
     DirectoryWrappedKeyStore,
     KvWrappedKeyStore,
@@ -33,6 +44,10 @@ from starlock.kms.vault._store import (
 )
 
 __all__ = ["VaultKMS", "open_vault_kms", "wrap_aad"]
+
+MARKER_FORMAT = "starlock-vault-store-v1"
+_MARKER_AAD = b"starlock-vault-store-marker-v1\x00"
+_STORE_ID_BYTES = 16
 
 _log = logging.getLogger("starlock.kms.vault")
 _AAD_LABEL = b"starlock-wrapped-dek-v1\x00"
@@ -66,6 +81,7 @@ class VaultKMS:
 
         stored = self._store.get(dek_id)
         if stored is None:
+            self._check_store()  # a missing entry may mean a lost store: prove it is not
             dek = os.urandom(length)
             ciphertext = self._client.transit_encrypt(dek, wrap_aad(dek_id, length))
             candidate = WrappedKey(dek_id=dek_id, length=length, transit_key=self._key_name, ciphertext=ciphertext)
@@ -75,6 +91,71 @@ class VaultKMS:
                 return dek
             _log.info("DEK %r was created concurrently by another caller; using that one", dek_id)
         return self._unwrap(stored, length)
+
+    def initialize_store(self) -> bool:
+        """Mark the store as initialized (once, by an operator); True if this call did it.
+
+        Writes the marker with a canary wrapped by the KEK. This is the only call that may let
+        Transit create a missing KEK. Idempotent: on an initialized store it only checks the
+        marker (and raises :class:`VaultStoreError` if its canary no longer unwraps).
+        """
+        if self._closed.is_set():
+            raise KmsError("vault KMS is closed")
+        existing = self._store.get_marker()
+        if existing is None:
+            store_id = os.urandom(_STORE_ID_BYTES)
+            marker = {
+                "format": MARKER_FORMAT,
+                "transit_key": self._key_name,
+                "store_id": store_id.hex(),
+                "canary": self._client.transit_encrypt(store_id, _MARKER_AAD + store_id),
+            }
+            stored = self._store.put_marker_if_absent(marker)
+            if stored == marker:
+                _log.warning(
+                    "initialized the wrapped-key store %r for transit key %r; keep a backup of the store",
+                    self._store,
+                    self._key_name,
+                )
+                return True
+        self._check_store()
+        return False
+
+    def _check_store(self) -> None:
+        marker = self._store.get_marker()
+        if marker is None:
+            raise VaultStoreError(
+                f"the wrapped-key store {self._store!r} has no Starlock marker: it was never initialized, "
+                "or it was reset or replaced and every key in it is lost. A new store: run "
+                "'starlock-keyservice --initialize-vault-store' once. A lost store: restore it from backup; "
+                "no key is created until then"
+            )
+        if (
+            not isinstance(marker, dict)
+            or marker.get("format") != MARKER_FORMAT
+            or not isinstance(marker.get("store_id"), str)
+            or not isinstance(marker.get("canary"), str)
+        ):
+            raise VaultStoreError(f"the wrapped-key store {self._store!r} has a malformed marker")
+        if marker.get("transit_key") != self._key_name:
+            raise VaultStoreError(
+                f"the wrapped-key store {self._store!r} was initialized for transit key "
+                f"{marker.get('transit_key')!r}, but this KMS uses {self._key_name!r}"
+            )
+        try:
+            store_id = bytes.fromhex(marker["store_id"])
+        except ValueError:
+            raise VaultStoreError(f"the wrapped-key store {self._store!r} has a malformed marker") from None
+        try:
+            unwrapped = self._client.transit_decrypt(marker["canary"], _MARKER_AAD + store_id)
+        except WrappedKeyError:  # Transit refused it: the key is missing or other key material
+            unwrapped = b""
+        if not hmac.compare_digest(unwrapped, store_id):
+            raise VaultStoreError(
+                f"transit key {self._key_name!r} does not unwrap the marker of {self._store!r}: the key was "
+                "deleted or replaced (e.g. a reset Transit mount), so wrapped keys cannot be trusted; "
+                "restore the key from backup. No key is created until then"
+            )
 
     def _unwrap(self, stored: WrappedKey, length: int) -> bytes:
         if stored.length != length:

@@ -9,6 +9,10 @@
 Entry names: the DEK id verbatim when it is a plain name (letters, digits, ``_``, ``-``, ``.``,
 not starting with ``.``, at most 200 characters), otherwise ``~sha256-<hex of its UTF-8>``
 (``~`` never occurs in a verbatim name). The record itself repeats the id, and readers check it.
+
+Each store also holds one **marker** (:data:`MARKER_NAME`, which no DEK entry name can take: it
+starts with ``.``), written once when an operator initializes the store; see
+:class:`~starlock.kms.vault.VaultKMS` for why a key is never created without it.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ __all__ = [
     "entry_name",
 ]
 
+_Marker = dict[str, Any]
+
 RECORD_FORMAT = "starlock-wrapped-dek-v1"
+MARKER_NAME = ".starlock-store"
 MAX_DEK_ID_BYTES = 1024
 MAX_RECORD_BYTES = 64 * 1024
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
@@ -98,6 +105,14 @@ class WrappedKeyStore(Protocol):
         """
         ...
 
+    def get_marker(self) -> _Marker | None:
+        """The store's marker record, or ``None`` if the store has none."""
+        ...
+
+    def put_marker_if_absent(self, marker: _Marker) -> _Marker:
+        """Store ``marker`` unless one exists; return the marker that is stored now."""
+        ...
+
     def close(self) -> None:
         """Release resources (idempotent)."""
         ...
@@ -147,6 +162,17 @@ class KvWrappedKeyStore:
             )
         return existing
 
+    def get_marker(self) -> _Marker | None:
+        return self._client.kv_read(f"{self._prefix}/{MARKER_NAME}")
+
+    def put_marker_if_absent(self, marker: _Marker) -> _Marker:
+        if self._client.kv_create(f"{self._prefix}/{MARKER_NAME}", marker):
+            return marker
+        existing = self.get_marker()
+        if existing is None:
+            raise KmsError("KV store marker exists but its latest version is deleted; undelete it")
+        return existing
+
     def close(self) -> None:
         """The client is owned by the KMS."""
 
@@ -170,26 +196,50 @@ class DirectoryWrappedKeyStore:
         return self._dir / (entry_name(dek_id) + ".json")
 
     def get(self, dek_id: str) -> WrappedKey | None:
-        path = self._file(dek_id)
+        data = self._read(self._file(dek_id), f"entry for DEK {dek_id!r}")
+        return None if data is None else WrappedKey.from_dict(data, dek_id)
+
+    def put_if_absent(self, key: WrappedKey) -> WrappedKey:
+        if self._create(self._file(key.dek_id), key.to_dict(), f"entry for DEK {key.dek_id!r}"):
+            return key
+        existing = self.get(key.dek_id)
+        if existing is None:
+            raise KmsError(f"directory store: entry for DEK {key.dek_id!r} vanished while being created")
+        return existing
+
+    def get_marker(self) -> _Marker | None:
+        data = self._read(self._dir / f"{MARKER_NAME}.json", "store marker")
+        if data is not None and not isinstance(data, dict):
+            raise WrappedKeyError("directory store: the store marker is not a JSON object")
+        return data
+
+    def put_marker_if_absent(self, marker: _Marker) -> _Marker:
+        if self._create(self._dir / f"{MARKER_NAME}.json", marker, "store marker"):
+            return marker
+        existing = self.get_marker()
+        if existing is None:
+            raise KmsError("directory store: the store marker vanished while being created")
+        return existing
+
+    def _read(self, path: Path, what: str) -> Any:
         try:
             with path.open("rb") as f:
                 raw = f.read(MAX_RECORD_BYTES + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise KmsError(f"directory store: cannot read entry for DEK {dek_id!r} ({exc.strerror})") from None
+            raise KmsError(f"directory store: cannot read {what} ({exc.strerror})") from None
         if len(raw) > MAX_RECORD_BYTES:
-            raise WrappedKeyError(f"stored entry for DEK {dek_id!r} is larger than {MAX_RECORD_BYTES} bytes")
+            raise WrappedKeyError(f"stored {what} is larger than {MAX_RECORD_BYTES} bytes")
         try:
-            data = json.loads(raw)
+            return json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            raise WrappedKeyError(f"stored entry for DEK {dek_id!r} is not valid JSON") from None
-        return WrappedKey.from_dict(data, dek_id)
+            raise WrappedKeyError(f"stored {what} is not valid JSON") from None
 
-    def put_if_absent(self, key: WrappedKey) -> WrappedKey:
-        final = self._file(key.dek_id)
+    def _create(self, final: Path, record: dict[str, Any], what: str) -> bool:
+        """Publish ``record`` at ``final`` unless it exists; True if this call created it."""
         tmp = self._dir / f".tmp-{secrets.token_hex(8)}"
-        payload = json.dumps(key.to_dict(), sort_keys=True).encode()
+        payload = json.dumps(record, sort_keys=True).encode()
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -204,16 +254,11 @@ class DirectoryWrappedKeyStore:
                 created = False
             self._fsync_dir()
         except OSError as exc:
-            raise KmsError(f"directory store: cannot write entry for DEK {key.dek_id!r} ({exc.strerror})") from None
+            raise KmsError(f"directory store: cannot write {what} ({exc.strerror})") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        if created:
-            return key
-        existing = self.get(key.dek_id)
-        if existing is None:
-            raise KmsError(f"directory store: entry for DEK {key.dek_id!r} vanished while being created")
-        return existing
+        return created
 
     def _fsync_dir(self) -> None:
         fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY)
