@@ -1,7 +1,7 @@
 """The starlock-joinservice distribution installs into the shared `starlock` namespace.
 
-The package has no code yet (see its README); what can already be checked is that it is a
-PEP 420 namespace member beside the others and that its metadata is what the README promises.
+It is a PEP 420 namespace member beside the others, with the metadata and console script the
+README promises.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ def test_distribution_metadata() -> None:
     meta = importlib.metadata.metadata("starlock-joinservice")
     assert meta["Name"] == "starlock-joinservice"
     assert meta["Requires-Python"] == ">=3.11"
+    scripts = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="console_scripts")}
+    assert scripts["starlock-joinservice"] == "starlock.joinservice.cli:main"
 
 
 def test_namespace_and_typed_marker() -> None:

@@ -1,0 +1,5 @@
+import sys
+
+from starlock.joinservice.cli import main
+
+sys.exit(main())
