@@ -198,7 +198,11 @@ def start_joinservice(
     started: list[JoinService] = []
 
     def run(
-        *extra: str, variant: str = "dummy", kubeconfig: Path | None = None, key_endpoint: str | None = None
+        *extra: str,
+        variant: str = "dummy",
+        kubeconfig: Path | None = None,
+        key_endpoint: str | None = None,
+        wait_ready: bool = True,
     ) -> JoinService:
         args = [
             "--attestation-variant", variant,
@@ -215,7 +219,8 @@ def start_joinservice(
         ]  # fmt: skip
         service = start(parse_args(args))
         started.append(service)
-        assert service.ready.wait(30), "the join service never became ready"
+        if wait_ready:
+            assert service.ready.wait(30), "the join service never became ready"
         return service
 
     yield run

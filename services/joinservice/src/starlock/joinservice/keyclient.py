@@ -19,6 +19,12 @@ __all__ = ["KeyServiceClient"]
 MEASUREMENT_SECRET_ID = "measurementSecret"  # noqa: S105 - a key id, not a secret
 SSH_CA_ID = "ca_emergency_ssh"
 DEFAULT_TIMEOUT = 10.0
+# Reconnect quickly after the key service restarts (grpcio's default backoff grows to minutes).
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
@@ -37,7 +43,7 @@ class KeyServiceClient:
         if endpoint.startswith("unix:"):
             if any((tls_cert, tls_key, tls_ca)):
                 raise JoinServiceError("key service: TLS files are for a TCP endpoint, not a Unix socket")
-            self._channel = grpc.insecure_channel(endpoint)
+            self._channel = grpc.insecure_channel(endpoint, options=_CHANNEL_OPTIONS)
         else:
             if not (tls_cert and tls_key and tls_ca):
                 raise JoinServiceError(
@@ -53,7 +59,7 @@ class KeyServiceClient:
                 )
             except OSError as exc:
                 raise JoinServiceError(f"key service: cannot read a TLS file ({exc.strerror})") from None
-            self._channel = grpc.secure_channel(endpoint, creds)
+            self._channel = grpc.secure_channel(endpoint, creds, options=_CHANNEL_OPTIONS)
         self._stub = keyservice_pb2_grpc.APIStub(self._channel)  # type: ignore[no-untyped-call]  # generated, untyped
 
     def __repr__(self) -> str:
