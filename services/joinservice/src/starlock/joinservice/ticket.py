@@ -11,6 +11,7 @@ import datetime
 import ipaddress
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,9 @@ CONTROL_PLANE_FILES = (
     "ca.crt", "sa.pub", "front-proxy-ca.crt", "etcd/ca.crt",
 )  # fmt: skip
 WORKER_DEADLINE = datetime.timedelta(hours=48)
+# The NodeVersion CR and its components ConfigMap change on upgrades only; reading them once per
+# COMPONENTS_TTL seconds instead of per ticket saves two API round trips per ticket.
+COMPONENTS_TTL = 2.0
 CONTROL_PLANE_DEADLINE = datetime.timedelta(minutes=10)
 MAX_FILE_BYTES = 1024 * 1024
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -165,6 +169,8 @@ class TicketIssuer:
         api_server_endpoint: str,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         require_csr_ip_is_peer: bool = False,
+        components_ttl: float = COMPONENTS_TTL,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._keys = keys
         self._kube = kube
@@ -173,6 +179,24 @@ class TicketIssuer:
         self._endpoint = api_server_endpoint
         self._clock = clock
         self._require_csr_ip_is_peer = require_csr_ip_is_peer
+        self._components_ttl = components_ttl
+        self._monotonic = monotonic
+        self._components_lock = threading.Lock()
+        self._components: tuple[float, str, list[Any], str] | None = None
+
+    def _current_components(self) -> tuple[str, list[Any], str]:
+        """(ConfigMap name, components, cluster version), read at most every ``components_ttl`` s."""
+        now = self._monotonic()
+        with self._components_lock:
+            cached = self._components
+        if cached is not None and now < cached[0]:
+            return cached[1], cached[2], cached[3]
+        ref = self._kube.components_reference()
+        components_json, cluster_version = self._kube.components_config_map(ref)
+        components = comps.parse_components(components_json)
+        with self._components_lock:
+            self._components = (now + self._components_ttl, ref, components, cluster_version)
+        return ref, components, cluster_version
 
     def _check_request(self, req: join_pb2.IssueJoinTicketRequest, peer_host: str) -> tuple[str, Any]:
         if not _UUID.fullmatch(req.disk_uuid):
@@ -192,9 +216,7 @@ class TicketIssuer:
         node, host_key = self._check_request(req, peer_host)
         now = self._clock()
 
-        components_ref = self._kube.components_reference()
-        components_json, cluster_version = self._kube.components_config_map(components_ref)
-        components = comps.parse_components(components_json)
+        components_ref, components, cluster_version = self._current_components()
         if req.is_control_plane:
             # Claimed before anything is created: a second control plane fails without side effects.
             self._kube.claim_control_plane(node, components_ref, now + CONTROL_PLANE_DEADLINE, now)
