@@ -1,7 +1,6 @@
 """The starlock-bootstrapper distribution installs into the shared `starlock` namespace.
 
-The package has no code yet (see its README); what can already be checked is that it is a
-PEP 420 namespace member beside the others and that its metadata is what the README promises.
+It is a PEP 420 namespace member beside the others, with the metadata the README promises.
 """
 
 from __future__ import annotations
