@@ -14,6 +14,7 @@ the backend interface and error hierarchy in :mod:`starlock.kms.interface`.
 from __future__ import annotations
 
 from starlock.kms.cluster import ClusterKMS
+from starlock.kms.deadline import deadline_scope, time_left
 from starlock.kms.derive import (
     CLUSTER_ID_CONTEXT,
     DERIVED_KEY_LENGTH_DEFAULT,
@@ -95,6 +96,7 @@ __all__ = [
     "NoStoreConfig",
     "StorageConfig",
     "VaultKmsConfig",
+    "deadline_scope",
     "derive_cluster_id",
     "derive_key",
     "encode_kms_uri",
@@ -104,5 +106,6 @@ __all__ = [
     "parse_storage_uri",
     "read_master_secret_file",
     "read_secret_files",
+    "time_left",
     "write_master_secret_file",
 ]

@@ -14,6 +14,9 @@ Semantics (identical to Constellation's ``kms.CloudKMS.GetDEK``):
   the message never contains key material, the master secret, a salt or a credential.
 * ``close()`` releases resources; calling it twice is harmless.
 * A backend may be called from many threads at once (the key service runs a thread pool).
+* A backend that does network I/O bounds each request by :func:`starlock.kms.deadline.time_left`
+  (the caller's deadline; the key service sets it per call) and raises :class:`KmsUnavailable`
+  when it runs out.
 
 gRPC status mapping used by the key service (``starlock-keyservice``):
 

@@ -1,7 +1,7 @@
 """The key service: ``/kms.API/GetDataKey`` over a Unix socket, mutual TLS or (explicitly) plaintext.
 
-Run it as ``starlock-keyservice``; embed it with :func:`build_server` and one of the
-``add_*`` listeners.
+Run it as ``starlock-keyservice``; embed it with :class:`KeyService` (or :func:`build_server`)
+and one of the ``add_*`` listeners.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from starlock.kms.keyservice.cli import main, parse_args, run
 from starlock.kms.keyservice.server import (
     MAX_DATA_KEY_ID_LENGTH,
     SERVICE_NAME,
+    KeyService,
     KeyServiceServicer,
     add_insecure_port,
     add_mtls_port,
@@ -20,6 +21,7 @@ from starlock.kms.keyservice.server import (
 __all__ = [
     "MAX_DATA_KEY_ID_LENGTH",
     "SERVICE_NAME",
+    "KeyService",
     "KeyServiceServicer",
     "add_insecure_port",
     "add_mtls_port",

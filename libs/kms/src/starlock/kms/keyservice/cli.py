@@ -3,7 +3,12 @@
 Flags as upstream (``--port``, ``--master-secret``, ``--salt``, ``-v``; the single-dash Go
 spellings ``-port`` etc. are accepted too) plus the transport (exactly one of ``--unix PATH``,
 ``--tls-cert/--tls-key/--tls-ca`` or ``--insecure-plaintext``) and ``--kms-uri``.
-SIGTERM/SIGINT: stop accepting calls, let in-flight calls finish (up to ``--shutdown-grace``).
+SIGTERM/SIGINT: refuse new calls (``UNAVAILABLE``), let in-flight calls finish within
+``--shutdown-grace`` (their backend deadlines are shortened to it), close the backend once they
+have (or the grace ran out), exit (within the grace plus about 2 s).
+
+Operator errors (bad flags aside, which are usage errors: exit 2) are one JSON error line on
+stderr and exit status 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import urllib.parse
 from collections.abc import Sequence
 from types import FrameType
 
+import grpc
+
 from starlock.kms.factory import open_kms
-from starlock.kms.interface import KMS, KmsError
+from starlock.kms.interface import KMS, KmsConfigError, KmsError
 from starlock.kms.keyservice._log import configure_logging, vlog
-from starlock.kms.keyservice.server import add_insecure_port, add_mtls_port, add_unix_socket, build_server
+from starlock.kms.keyservice.server import KeyService, add_insecure_port, add_mtls_port, add_unix_socket
 from starlock.kms.mastersecret import read_secret_files
 
 __all__ = ["main", "parse_args", "run"]
@@ -200,29 +207,9 @@ def run(args: argparse.Namespace, kms: KMS | None = None, *, install_signals: bo
         return 1
     if getattr(args, "initialize_vault_store", False):
         return _initialize_store(backend, log)
-    server = build_server(backend, max_workers=args.max_workers)
+    service = KeyService(backend, max_workers=args.max_workers, shutdown_grace=args.shutdown_grace)
     try:
-        if args.unix is not None:
-            where = add_unix_socket(server, args.unix)
-        elif args.insecure_plaintext:
-            host = args.listen_host or "127.0.0.1"
-            port = add_insecure_port(server, host, args.port)
-            where = f"{host}:{port}"
-            log.warning(
-                "serving plaintext gRPC without authentication (--insecure-plaintext)",
-                extra={"v": 0, "fields": {"address": where}},
-            )
-        else:
-            host = args.listen_host or "0.0.0.0"  # noqa: S104 - mutual TLS authenticates every client
-            port = add_mtls_port(
-                server,
-                host,
-                args.port,
-                cert_pem=_read(args.tls_cert),
-                key_pem=_read(args.tls_key),
-                ca_pem=_read(args.tls_ca),
-            )
-            where = f"{host}:{port}"
+        where = _listen(service.server, args, log)
     except KmsError as e:
         log.error("cannot listen", extra={"v": 0, "fields": {"error": str(e)}})
         backend.close()
@@ -236,20 +223,50 @@ def run(args: argparse.Namespace, kms: KMS | None = None, *, install_signals: bo
     if install_signals:
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
-    server.start()
-    if args.unix is not None:
-        os.chmod(args.unix, 0o600)
+    service.server.start()
     vlog(log, 0, "key service listening", address=where, pid=os.getpid())
     try:
         while not stop.wait(1.0):
             pass
     finally:
-        stopped = server.stop(args.shutdown_grace)  # new calls are refused from here on
+        # From here on calls accepted later get UNAVAILABLE; earlier ones finish within the grace.
         vlog(log, 0, "shutting down; letting in-flight calls finish", grace_seconds=args.shutdown_grace)
-        stopped.wait()
+        if not service.shutdown(args.shutdown_grace):
+            log.warning(
+                "calls still running after the shutdown grace; closing the backend and exiting anyway",
+                extra={"v": 0, "fields": {"grace_seconds": args.shutdown_grace}},
+            )
         backend.close()
         vlog(log, 0, "key service stopped")
     return 0
+
+
+def _listen(server: grpc.Server, args: argparse.Namespace, log: logging.Logger) -> str:
+    """Add the transport the flags choose; return its address. :class:`KmsError` if impossible."""
+    if args.unix is not None:
+        where = add_unix_socket(server, args.unix)
+        try:
+            os.chmod(args.unix, 0o600)
+        except OSError as e:
+            raise KmsError(f"cannot restrict the socket {args.unix!r} to mode 0600: {e.strerror}") from None
+        return where
+    if args.insecure_plaintext:
+        host = args.listen_host or "127.0.0.1"
+        port = add_insecure_port(server, host, args.port)
+        where = f"{host}:{port}"
+        log.warning(
+            "serving plaintext gRPC without authentication (--insecure-plaintext)",
+            extra={"v": 0, "fields": {"address": where}},
+        )
+        return where
+    host = args.listen_host or "0.0.0.0"  # noqa: S104 - mutual TLS authenticates every client
+    cert_pem, key_pem, ca_pem = _read(args.tls_cert), _read(args.tls_key), _read(args.tls_ca)
+    try:
+        port = add_mtls_port(server, host, args.port, cert_pem=cert_pem, key_pem=key_pem, ca_pem=ca_pem)
+    except KmsConfigError as e:
+        files = f"--tls-cert {args.tls_cert!r}, --tls-key {args.tls_key!r}, --tls-ca {args.tls_ca!r}"
+        raise KmsConfigError(f"{e} ({files})") from None
+    return f"{host}:{port}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,8 +3,18 @@
 Everything hvac or requests raises is mapped here to the KMS error hierarchy:
 
 * connection refused/reset, timeouts, HTTP 429/502/503 (sealed, standby) -> :class:`KmsUnavailable`
+* the caller's deadline (:mod:`starlock.kms.deadline`) already passed -> :class:`KmsUnavailable`
 * HTTP 401/403 -> :class:`KmsPermissionDenied`
-* anything else -> :class:`KmsError`
+* anything else, including any HTTP 3xx answer -> :class:`KmsError`
+
+**Redirects are refused.** Every request carries the token (``X-Vault-Token``) and Transit
+requests carry a data key; following a redirect would send both to whatever origin the answer
+names, https to http included. A 3xx answer is never followed: the request fails with a
+:class:`KmsError` that names the operation and the redirect target's origin.
+
+**Timeouts.** Each HTTP request gets the configured ``timeout``, shortened to the time left
+before the caller's deadline (:func:`starlock.kms.deadline.time_left`), so a hung server blocks
+a call no longer than its caller is willing to wait.
 
 Messages name the operation, the server address and the server's own error text (scrubbed of
 the token and of any plaintext sent); never the token or key material.
@@ -15,14 +25,17 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import hvac
 import hvac.exceptions
+import requests
 import requests.exceptions
 
+from starlock.kms.deadline import time_left
 from starlock.kms.interface import KmsError, KmsPermissionDenied, KmsUnavailable
 from starlock.kms.vault._config import VaultBackendConfig
 from starlock.kms.vault._errors import WrappedKeyError
@@ -33,6 +46,56 @@ _RETRYABLE = (hvac.exceptions.VaultDown, hvac.exceptions.BadGateway, hvac.except
 _DENIED = (hvac.exceptions.Unauthorized, hvac.exceptions.Forbidden)
 _CAS_MISMATCH = "check-and-set parameter did not match"
 _MAX_SERVER_TEXT = 300
+_MAX_ORIGIN_TEXT = 200
+#: Below this many seconds left before the caller's deadline, a request is not even sent.
+_MIN_REQUEST_TIME = 0.005
+
+
+class _RedirectRefused(Exception):
+    """Raised by the response hook of :class:`_Session` on any 3xx answer (never followed)."""
+
+    def __init__(self, status: int, origin: str) -> None:
+        super().__init__(status, origin)
+        self.status = status
+        self.origin = origin
+
+
+class _Session(requests.Session):
+    """A requests session that never follows redirects and bounds each request by the deadline."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+        self.max_redirects = 0
+        self.hooks["response"].append(_refuse_redirect)
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        left = time_left()
+        kwargs["timeout"] = self._timeout if left is None else max(_MIN_REQUEST_TIME, min(self._timeout, left))
+        kwargs["allow_redirects"] = False
+        return super().request(*args, **kwargs)
+
+
+def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    if 300 <= response.status_code < 400:
+        location = response.headers.get("Location")
+        origin = _origin(urllib.parse.urljoin(response.url, location)) if location else "no Location header"
+        response.close()
+        raise _RedirectRefused(response.status_code, origin)
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url`` (no user info, path or query), printable and bounded."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "an unparsable Location"
+    if ":" in host:
+        host = f"[{host}]"
+    origin = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    return "".join(c if c.isprintable() else "?" for c in origin)[:_MAX_ORIGIN_TEXT]
 
 
 class VaultClient:
@@ -66,8 +129,11 @@ class VaultClient:
                     url=self._config.address,
                     token=self._token,
                     verify=self._config.ca_file if self._config.ca_file is not None else True,
-                    # hvac annotates ``timeout`` as int; requests accepts a float.
+                    # hvac annotates ``timeout`` as int; requests accepts a float (and _Session
+                    # replaces it per request anyway).
                     timeout=self._config.timeout,  # type: ignore[arg-type]
+                    allow_redirects=False,
+                    session=_Session(self._config.timeout),
                 )
                 self._clients.append(client)
             self._local.client = client
@@ -164,8 +230,17 @@ class VaultClient:
     def _mapped(self, operation: str, *extra_secrets: str) -> Iterator[None]:
         where = f"vault {operation} at {self._config.address}"
         secrets = (self._token, *extra_secrets)
+        left = time_left()
+        if left is not None and left < _MIN_REQUEST_TIME:
+            raise KmsUnavailable(f"{where}: not sent, the caller's deadline has passed; retry later")
         try:
             yield
+        except _RedirectRefused as exc:
+            raise KmsError(
+                f"{where}: the server answered HTTP {exc.status} redirecting to "
+                f"{_scrub_text(exc.origin, secrets)}; redirects are refused (they would carry the token "
+                "and key material to another origin): set 'address' to the server that answers"
+            ) from None
         except requests.exceptions.SSLError as exc:
             raise KmsError(f"{where}: TLS handshake or certificate verification failed") from exc
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
@@ -190,7 +265,10 @@ def _server_text(exc: hvac.exceptions.VaultError) -> str:
 
 
 def _scrub(exc: hvac.exceptions.VaultError, secrets: tuple[str, ...]) -> str:
-    text = _server_text(exc) or "no details"
+    return _scrub_text(_server_text(exc) or "no details", secrets)
+
+
+def _scrub_text(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "<hidden>")
