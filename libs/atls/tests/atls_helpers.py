@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -69,3 +70,33 @@ def handshake(
         right.close()
     thread.join(30)
     return outcome
+
+
+def client_hello(server_name: bytes | None, *, tls12_only: bool = False) -> bytes:
+    """The first flight (ClientHello records) a pyOpenSSL client sends with this SNI."""
+    from OpenSSL import SSL
+
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    if tls12_only:
+        ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+    conn = SSL.Connection(ctx, None)
+    if server_name is not None:
+        conn.set_tlsext_host_name(server_name)
+    conn.set_connect_state()
+    with contextlib.suppress(SSL.WantReadError):
+        conn.do_handshake()
+    return conn.bio_read(65536)
+
+
+def stdlib_client_hello(server_name: str) -> bytes:
+    """The ClientHello of Python's ssl module (another TLS stack's framing and extension order)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()

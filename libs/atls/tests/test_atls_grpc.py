@@ -16,8 +16,10 @@ import grpc
 import pytest
 from atls_helpers import Pair
 
-from starlock.atls import ClientConfig, ServerConfig
+from starlock.atls import ClientConfig, IssuerUnavailable, ServerConfig
 from starlock.atls.rpc import AttestedServer, attested_channel, attested_peer
+from starlock.attestation.tpm_device import TpmSupportMissing
+from starlock.attestation.variant import Variant
 from starlock.joinproto import init_pb2, init_pb2_grpc, keyservice_pb2, keyservice_pb2_grpc
 
 
@@ -179,3 +181,20 @@ def test_bridge_socket_is_private(dummy_pair: Pair) -> None:
     finally:
         channel.close()
     assert not os.path.exists(channel.directory)
+
+
+class _BrokenIssuer:
+    variant = Variant.QEMU_VTPM
+
+    def issue(self, user_data: bytes, nonce: bytes) -> bytes:
+        raise TpmSupportMissing("TPM support needs tpm2-pytss and libtss2")
+
+
+def test_attested_server_refuses_to_start_with_an_issuer_that_cannot_attest() -> None:
+    listening = _listening_tcp_ports()
+    server = grpc.server(ThreadPoolExecutor(max_workers=1))
+    front = AttestedServer(server, ServerConfig(_BrokenIssuer()), "127.0.0.1:0")
+    with pytest.raises(IssuerUnavailable, match="qemu-vtpm issuer cannot attest: TpmSupportMissing"):
+        front.start()
+    assert not os.path.exists(front.directory)
+    assert _listening_tcp_ports() == listening  # its listener was closed

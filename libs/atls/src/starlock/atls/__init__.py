@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from starlock.atls import _bindings as _bindings  # fails loudly at import if the bindings are gone
+from starlock.atls._admission import AdmissionLimits
 from starlock.atls._handshake import ALPN_PROTOCOLS, AtlsConnection, ClientConfig, ServerConfig
 from starlock.atls._wire import MAX_EXTENSION_SIZE, MAX_SNI_LENGTH, PeerAttestation
 from starlock.atls.dummy import DummyIssuer, DummyValidator
@@ -13,6 +14,7 @@ from starlock.atls.errors import (
     BindingsUnavailable,
     CertificateError,
     HandshakeError,
+    IssuerUnavailable,
     NoCompatibleAttestation,
     NonceError,
     UserDataMismatch,
@@ -22,6 +24,7 @@ __all__ = [
     "ALPN_PROTOCOLS",
     "MAX_EXTENSION_SIZE",
     "MAX_SNI_LENGTH",
+    "AdmissionLimits",
     "AtlsConfigError",
     "AtlsConnection",
     "AtlsError",
@@ -32,6 +35,7 @@ __all__ = [
     "DummyIssuer",
     "DummyValidator",
     "HandshakeError",
+    "IssuerUnavailable",
     "NoCompatibleAttestation",
     "NonceError",
     "PeerAttestation",

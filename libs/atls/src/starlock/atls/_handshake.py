@@ -10,7 +10,6 @@ self-signature of the peer certificate is checked, and no session resumption.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import socket
@@ -22,6 +21,7 @@ from typing import Any
 from OpenSSL import SSL, crypto
 
 from starlock.atls import _bindings
+from starlock.atls._connection import AtlsConnection, log_warnings, split_endpoint
 from starlock.atls._io import retry
 from starlock.atls._log import V4, V6
 from starlock.atls._wire import (
@@ -35,16 +35,26 @@ from starlock.atls._wire import (
     nonce_from_ca_names,
     verify_peer_certificate,
 )
-from starlock.atls.errors import AtlsConfigError, AtlsError, CertificateError, HandshakeError, NonceError
+from starlock.atls.errors import (
+    AtlsConfigError,
+    AtlsError,
+    CertificateError,
+    HandshakeError,
+    IssuerUnavailable,
+    NonceError,
+)
 from starlock.attestation.interfaces import Issuer, Validator
 
-__all__ = ["ALPN_PROTOCOLS", "AtlsConnection", "ClientConfig", "ServerConfig"]
+__all__ = ["ALPN_PROTOCOLS", "AtlsConnection", "ClientConfig", "ServerConfig", "check_issuer", "split_endpoint"]
 
 _log = logging.getLogger("starlock.atls")
 
 #: ALPN offered by clients and preferred in this order by servers (Go ``NextProtos``).
 ALPN_PROTOCOLS = (b"http/1.1", b"h2")
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0
+#: A server's handshake deadline: a client that has sent its ClientHello answers within a round
+#: trip plus its own attestation; a slot held longer is likely held on purpose.
+DEFAULT_SERVER_HANDSHAKE_TIMEOUT = 10.0
 
 
 def _validators_by_oid(validators: Iterable[Validator]) -> dict[str, Validator]:
@@ -111,66 +121,6 @@ def _select_alpn(_conn: SSL.Connection, offered: list[bytes]) -> Any:
     return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
-class AtlsConnection:
-    """An established aTLS connection: blocking ``recv``/``sendall`` plus what the peer proved.
-
-    ``peer`` is None when this side has no validators (the peer was not attested).
-    """
-
-    def __init__(
-        self, ssl: SSL.Connection, sock: socket.socket, peer: PeerAttestation | None, timeout: float | None
-    ) -> None:
-        self.ssl = ssl
-        self.sock = sock
-        self.peer = peer
-        self.timeout = timeout
-
-    @property
-    def alpn_protocol(self) -> bytes | None:
-        proto = self.ssl.get_alpn_proto_negotiated()
-        return proto or None
-
-    @property
-    def tls_version(self) -> str:
-        return self.ssl.get_protocol_version_name()
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def _deadline(self) -> float | None:
-        return None if self.timeout is None else time.monotonic() + self.timeout
-
-    def recv(self, size: int) -> bytes:
-        """Up to ``size`` bytes; b"" when the peer closed (close_notify or EOF)."""
-        try:
-            return retry(self.sock, self._deadline(), lambda: self.ssl.recv(size))
-        except SSL.ZeroReturnError:
-            return b""
-        except SSL.SysCallError as exc:
-            if exc.args and exc.args[0] == -1:
-                return b""  # EOF without close_notify
-            raise
-
-    def sendall(self, data: bytes) -> None:
-        deadline = self._deadline()
-        view = memoryview(data)
-        while view:
-            chunk = bytes(view[: 16 * 1024])
-            sent = retry(self.sock, deadline, lambda chunk=chunk: self.ssl.send(chunk))  # type: ignore[misc]
-            view = view[sent:]
-
-    def close(self) -> None:
-        with contextlib.suppress(SSL.Error):
-            self.ssl.shutdown()
-        self.sock.close()
-
-    def __enter__(self) -> AtlsConnection:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-
 def _handshake(conn: SSL.Connection, sock: socket.socket, state: _State, timeout: float | None) -> None:
     sock.setblocking(False)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -190,6 +140,17 @@ def _handshake(conn: SSL.Connection, sock: socket.socket, state: _State, timeout
         raise CertificateError("peer presented no certificate (an attested certificate is required)")
 
 
+def check_issuer(issuer: Issuer | None) -> None:
+    """Have ``issuer`` attest once (a random key hash and nonce); :class:`IssuerUnavailable` if it cannot."""
+    if issuer is None:
+        return
+    try:
+        make_certificate_der(CertificateKey.generate(), issuer, secrets.token_bytes(NONCE_SIZE))
+    except Exception as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the cause wrote
+        raise IssuerUnavailable(f"the {issuer.variant.value} issuer cannot attest: {detail[:500]}") from None
+
+
 def _describe(exc: SSL.Error) -> str:
     if isinstance(exc, SSL.SysCallError):
         return "connection closed by the peer" if exc.args and exc.args[0] == -1 else f"socket error {exc.args}"
@@ -205,7 +166,8 @@ class ServerConfig:
     """The server side: ``issuer`` (None: the server does not attest), ``validators`` (clients must attest).
 
     One ECDSA P-256 key per config, as upstream; a certificate per connection for the client's nonce;
-    when validators are given, a fresh 32-byte server nonce per connection in the CA list.
+    when validators are given, a fresh 32-byte server nonce per connection in the CA list. A
+    handshake must complete within ``handshake_timeout`` (10 s; clients get 30 s).
 
     The server nonce travels in the context's CA list, which OpenSSL reads from the ``SSL_CTX`` when
     it writes the CertificateRequest (an ``SSL`` does not copy it). So a context is held by one
@@ -219,7 +181,7 @@ class ServerConfig:
         issuer: Issuer | None = None,
         validators: Iterable[Validator] = (),
         *,
-        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        handshake_timeout: float | None = DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
     ) -> None:
         self.issuer = issuer
         self.validators = _validators_by_oid(validators)
@@ -238,6 +200,10 @@ class ServerConfig:
         if self.validators:
             ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify_callback)
         return ctx
+
+    def check_issuer(self) -> None:
+        """Attest once now: :class:`IssuerUnavailable` (one line) when the issuer cannot (no TPM, ...)."""
+        check_issuer(self.issuer)
 
     def _take_context(self, server_nonce: bytes) -> SSL.Context:
         """An idle context (or a new one) carrying ``server_nonce`` as its one CA name, held until released."""
@@ -297,6 +263,7 @@ class ServerConfig:
         finally:
             if ctx is not self._shared:
                 self._release_context(ctx)  # the handshake is over: its CA list is no longer read
+        log_warnings("server", sock, state.peer)
         return AtlsConnection(conn, sock, state.peer, timeout)
 
 
@@ -322,6 +289,10 @@ class ClientConfig:
         ctx.set_alpn_protos(list(ALPN_PROTOCOLS))
         _bindings.install_cert_callback(ctx)
         self._ctx = ctx
+
+    def check_issuer(self) -> None:
+        """Attest once now: :class:`IssuerUnavailable` (one line) when the issuer cannot (no TPM, ...)."""
+        check_issuer(self.issuer)
 
     def _on_cert_request(self, conn: SSL.Connection) -> None:
         state: _State = conn.get_app_data()
@@ -350,6 +321,7 @@ class ClientConfig:
         except BaseException:
             sock.close()
             raise
+        log_warnings("client", sock, state.peer)
         if _log.isEnabledFor(V4):
             _log.log(
                 V4, "aTLS client: connected (%s, peer %s)", conn.get_protocol_version_name(), _peer_name(state.peer)
@@ -370,13 +342,3 @@ class ClientConfig:
 
 def _peer_name(peer: PeerAttestation | None) -> str:
     return "not attested" if peer is None else f"attested {peer.variant.value}"
-
-
-def split_endpoint(endpoint: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` → (host, port)."""
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise AtlsConfigError(f"endpoint {endpoint!r:.80} is not host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)

@@ -171,12 +171,14 @@ def splice(
     *,
     idle_timeout: float | None = None,
     stop: threading.Event | None = None,
+    touch: Callable[[float], None] | None = None,
 ) -> tuple[int, int]:
     """Copy bytes both ways between an established TLS connection and a plain socket.
 
     Half-closes are passed on (close_notify → ``shutdown(SHUT_WR)`` and EOF → close_notify); the
     loop ends when both directions are finished, either side fails, no byte moved for
-    ``idle_timeout`` seconds or ``stop`` is set. Returns (bytes to plain, bytes to TLS).
+    ``idle_timeout`` seconds or ``stop`` is set; ``touch(now)`` is told whenever bytes moved.
+    Returns (bytes to plain, bytes to TLS).
     """
     plain.setblocking(False)
     tls_sock.setblocking(False)
@@ -190,6 +192,8 @@ def splice(
             progressed = state.plain_to_tls(plain_in) or progressed
             if progressed:
                 last = time.monotonic()
+                if touch is not None:
+                    touch(last)
             elif _should_end(stop, idle_timeout, last):
                 break
             # one poll per wake-up: it returns at once when a side is ready; only bytes already

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -80,6 +80,11 @@ class PeerAttestation:
     variant: Variant
     result: ValidationResult
     public_key_hash: bytes
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The validator's warn-only findings (also logged at WARNING for every connection)."""
+        return self.result.warnings
 
 
 def encode_nonce(nonce: bytes) -> str:
@@ -321,12 +326,16 @@ def _check_certificate(der: bytes, now: datetime.datetime) -> x509.Certificate:
     try:
         cert = x509.load_der_x509_certificate(der)
         extensions = list(cert.extensions)
+    except x509.InvalidVersion as exc:  # not a ValueError: e.g. version 127
+        raise CertificateError(f"peer certificate has an unknown X.509 version {exc.parsed_version}") from None
     except ValueError as exc:
         raise CertificateError(f"peer certificate is malformed: {exc}") from None
     try:
         cert.verify_directly_issued_by(cert)
     except InvalidSignature:
         raise CertificateError("peer certificate's self-signature does not verify") from None
+    except UnsupportedAlgorithm as exc:  # an unknown public-key or signature algorithm
+        raise CertificateError(f"peer certificate uses an unsupported algorithm: {exc}") from None
     except (ValueError, TypeError) as exc:
         raise CertificateError(f"peer certificate is not self-signed: {exc}") from None
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
@@ -358,7 +367,10 @@ def verify_peer_certificate(
     if der is None:
         raise CertificateError("peer presented no certificate")
     cert = _check_certificate(der, now or datetime.datetime.now(datetime.UTC))
-    key_hash = peer_key_hash(der, cert)
+    try:
+        key_hash = peer_key_hash(der, cert)
+    except (ValueError, IndexError, UnsupportedAlgorithm) as exc:  # parsed and verified, so unexpected
+        raise CertificateError(f"peer certificate's public key cannot be hashed: {type(exc).__name__}") from None
     if not validators:
         return None
     seen: list[str] = []

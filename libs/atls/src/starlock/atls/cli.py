@@ -5,13 +5,15 @@
     starlock-atls tunnel client --listen 127.0.0.1:8080 --connect node:7443 \\
         --validate qemu-vtpm=attestation-config.json
 
-Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 2 for bad usage or configuration.
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when this side's issuer cannot attest
+(checked once at start: no TPM, no tpm2-pytss, ...), 2 for bad usage or configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,10 +22,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from starlock.atls._admission import AdmissionLimits
 from starlock.atls._handshake import ClientConfig, ServerConfig
 from starlock.atls._log import level_for_verbosity
 from starlock.atls.dummy import DummyIssuer, DummyValidator
-from starlock.atls.errors import AtlsError
+from starlock.atls.errors import AtlsError, IssuerUnavailable
 from starlock.atls.tunnel import DEFAULT_IDLE_TIMEOUT, Tunnel, start_tunnel_client, start_tunnel_server
 from starlock.attestation.config import CLI_CONFIG_KEYS, load_attestation_config
 from starlock.attestation.errors import AttestationError
@@ -32,7 +35,8 @@ from starlock.attestation.variant import Variant
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_ISSUER, EXIT_USAGE = 0, 1, 2
+_LIMITS = AdmissionLimits()
 _MAX_CONFIG_FILE = 1024 * 1024
 
 
@@ -77,8 +81,23 @@ def _build_parser() -> argparse.ArgumentParser:
         )
         side.add_argument("--variant", help="variant of --validate configs given without VARIANT=")
         side.add_argument("--insecure-dummy", action="store_true", help="allow the dummy variant (tests only)")
-        side.add_argument("--max-connections", type=int, default=256)
+        side.add_argument("--max-connections", type=int, default=256, help="established connections at once")
         side.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT, help="seconds, 0 for none")
+    server.add_argument(
+        "--max-handshakes", type=int, default=_LIMITS.max_handshakes, help="handshakes in progress at once"
+    )
+    server.add_argument(
+        "--max-handshakes-per-source",
+        type=int,
+        default=_LIMITS.max_handshakes_per_source,
+        help="handshakes in progress from one IPv4 address or IPv6 /64 (0 for no limit)",
+    )
+    server.add_argument(
+        "--first-byte-timeout",
+        type=float,
+        default=_LIMITS.first_byte_timeout,
+        help="seconds a new connection may stay silent",
+    )
     return parser
 
 
@@ -166,7 +185,12 @@ def _start(args: argparse.Namespace) -> Tunnel:
             raise _UsageError("the tunnel server attests nothing: give --issuer, --validate, or both")
         config = ServerConfig(issuer, validators)
         return start_tunnel_server(
-            args.listen, args.forward, config, max_connections=args.max_connections, idle_timeout=idle
+            args.listen,
+            args.forward,
+            config,
+            max_connections=args.max_connections,
+            idle_timeout=idle,
+            limits=_limits(args),
         )
     if not validators and not args.accept_unattested_server:
         raise _UsageError(
@@ -182,8 +206,22 @@ def _start(args: argparse.Namespace) -> Tunnel:
     )
 
 
+def _limits(args: argparse.Namespace) -> AdmissionLimits:
+    per_source = args.max_handshakes_per_source or None
+    try:
+        return AdmissionLimits(
+            max_handshakes=args.max_handshakes,
+            max_handshakes_per_source=per_source,
+            first_byte_timeout=args.first_byte_timeout,
+        )
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if args.v < 6:  # libtss2 writes its own multi-line errors to stderr; ours name the cause in one line
+        os.environ.setdefault("TSS2_LOG", "all+none")
     logging.basicConfig(
         level=level_for_verbosity(args.v), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -196,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         tunnel = _start(args)
+    except IssuerUnavailable as exc:  # the one line says what is missing; nothing was started
+        print(f"starlock-atls: error: {exc}", file=sys.stderr)
+        return EXIT_ISSUER
     except (_UsageError, AtlsError, OSError) as exc:
         print(f"starlock-atls: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

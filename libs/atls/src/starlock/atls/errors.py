@@ -16,6 +16,7 @@ __all__ = [
     "BindingsUnavailable",
     "CertificateError",
     "HandshakeError",
+    "IssuerUnavailable",
     "NoCompatibleAttestation",
     "NonceError",
     "UserDataMismatch",
@@ -32,6 +33,12 @@ class AtlsConfigError(AtlsError):
     """The aTLS configuration is invalid (e.g. the dummy variant without explicit opt-in)."""
 
     check = "config"
+
+
+class IssuerUnavailable(AtlsConfigError):
+    """This side's issuer cannot attest (no TPM, tpm2-pytss missing, ...): found by a check at start."""
+
+    check = "issuer"
 
 
 class BindingsUnavailable(AtlsError, ImportError):

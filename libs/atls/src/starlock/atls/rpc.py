@@ -10,8 +10,10 @@ grpcio cannot run the aTLS handshake itself, so:
 * :func:`attested_channel` returns a ``grpc.Channel`` to a private local bridge (a Unix socket in a
   0700 directory) that dials the server with a fresh aTLS handshake per connection.
 
-Connections that fail attestation are logged (``-v 2``) and closed before any byte reaches grpcio.
-HTTP/2 is spliced unchanged, so deadlines, cancellation and status codes pass through.
+Connections that fail attestation are logged (WARNING) and closed before any byte reaches grpcio.
+HTTP/2 is spliced unchanged, so deadlines, cancellation and status codes pass through. The front
+end's admission limits (``AdmissionLimits``) keep connections that proved nothing from starving
+attested ones.
 """
 
 from __future__ import annotations
@@ -30,8 +32,16 @@ from typing import Any
 import attrs
 import grpc
 
+from starlock.atls._admission import AdmissionLimits
 from starlock.atls._handshake import AtlsConnection, ClientConfig, ServerConfig, split_endpoint
-from starlock.atls._relay import DEFAULT_MAX_CONNECTIONS, BridgeErrors, Relay, bridge_handler, front_end_handler
+from starlock.atls._relay import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    BridgeErrors,
+    Relay,
+    bridge_handler,
+    front_end_handler,
+)
 from starlock.atls._wire import PeerAttestation
 from starlock.atls.errors import AtlsConfigError, AtlsError
 
@@ -70,7 +80,7 @@ def _private_dir(prefix: str) -> str:
     return path
 
 
-def _tcp_listener(endpoint: str, *, backlog: int = 128) -> socket.socket:
+def _tcp_listener(endpoint: str, *, backlog: int = 1024) -> socket.socket:
     host, port = split_endpoint(endpoint)
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, address = infos[0]
@@ -84,8 +94,11 @@ def _tcp_listener(endpoint: str, *, backlog: int = 128) -> socket.socket:
 class AttestedServer:
     """Serve ``server`` (a not-yet-started ``grpc.Server``) on ``listen`` (``host:port``) over aTLS.
 
-    ``start()`` starts grpcio and the front end; ``stop(grace)`` stops both and removes the private
-    directory. ``port`` is the bound TCP port (useful with ``listen="127.0.0.1:0"``).
+    ``start()`` checks the config's issuer (one attestation; :class:`IssuerUnavailable` if it cannot
+    attest), then starts grpcio and the front end; ``stop(grace)`` stops both and removes the
+    private directory. ``port`` is the bound TCP port (useful with ``listen="127.0.0.1:0"``).
+    ``max_connections`` bounds established connections, ``idle_timeout`` (seconds, None for none)
+    closes silent ones, ``limits`` bounds connections that have not completed their handshake.
     """
 
     def __init__(
@@ -95,10 +108,13 @@ class AttestedServer:
         listen: str,
         *,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        idle_timeout: float | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        limits: AdmissionLimits | None = None,
     ) -> None:
         self.server = server
         self.config = config
+        self.idle_timeout = idle_timeout
+        self.limits = limits or AdmissionLimits()
         self.directory = _private_dir("starlock-atls-grpc-")
         self.socket_path = os.path.join(self.directory, "grpc.sock")
         if server.add_insecure_port(f"unix:{self.socket_path}") == 0:
@@ -107,11 +123,12 @@ class AttestedServer:
         self._listener = _tcp_listener(listen)
         self.port: int = self._listener.getsockname()[1]
         self._peers: dict[int, str] = {}
-        stop = threading.Event()
         handler = front_end_handler(
-            config, self._connect_backend, self._release, stop, name="atls-grpc", idle_timeout=idle_timeout
+            config, self._connect_backend, self._release, name="atls-grpc", idle_timeout=idle_timeout
         )
-        self._relay = Relay(self._listener, handler, name="atls-grpc", max_connections=max_connections, stop_event=stop)
+        self._relay = Relay(
+            self._listener, handler, name="atls-grpc", max_connections=max_connections, limits=self.limits
+        )
 
     def _connect_backend(self, conn: AtlsConnection, remote: str) -> socket.socket:
         name = os.path.join(self.directory, f"peer-{secrets.token_hex(12)}")
@@ -137,6 +154,12 @@ class AttestedServer:
                 _registry.pop(f"unix:{name}", None)
 
     def start(self) -> AttestedServer:
+        try:
+            self.config.check_issuer()
+        except AtlsConfigError:
+            self._listener.close()
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
         self.server.start()
         self._relay.start()
         _log.info("aTLS gRPC front end listening on port %d (grpcio on %s)", self.port, self.socket_path)
@@ -174,9 +197,8 @@ class AttestedChannel(grpc.Channel):
         listener.bind(self.socket_path)
         listener.listen(16)
         self._errors = BridgeErrors()
-        stop = threading.Event()
-        handler = bridge_handler(config, target, stop, self._errors, name="atls-bridge", idle_timeout=idle_timeout)
-        self._relay = Relay(listener, handler, name="atls-bridge", max_connections=max_connections, stop_event=stop)
+        handler = bridge_handler(config, target, self._errors, name="atls-bridge", idle_timeout=idle_timeout)
+        self._relay = Relay(listener, handler, name="atls-bridge", max_connections=max_connections)
         self._relay.start()
         self._channel = grpc.insecure_channel(f"unix:{self.socket_path}", options=list(options))
 
@@ -184,6 +206,11 @@ class AttestedChannel(grpc.Channel):
     def last_error(self) -> AtlsError | None:
         """Why the last aTLS dial failed (gRPC reports only UNAVAILABLE), or None."""
         return self._errors.last
+
+    @property
+    def last_attestation(self) -> PeerAttestation | None:
+        """What the server proved on the last successful dial (``.warnings`` included), or None."""
+        return self._errors.last_attestation
 
     def subscribe(self, callback: Callable[[Any], None], try_to_connect: bool = False) -> None:
         self._channel.subscribe(callback, try_to_connect)

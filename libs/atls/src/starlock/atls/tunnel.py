@@ -5,22 +5,31 @@
 * :func:`start_tunnel_client`: accept plain TCP on a loopback ``listen`` address and dial the
   tunnel server at ``connect`` with a fresh aTLS handshake per connection.
 
-Both return a running :class:`Tunnel`; ``stop()`` ends every connection.
+Both return a running :class:`Tunnel`; ``stop()`` ends every connection. The server side admits a
+connection to a handshake only once it has sent a well-formed ClientHello, within the budgets of
+``limits`` (:class:`starlock.atls.AdmissionLimits`); established connections are
+bounded by ``max_connections`` and closed after ``idle_timeout`` seconds without traffic.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
 
+from starlock.atls._admission import AdmissionLimits
 from starlock.atls._handshake import AtlsConnection, ClientConfig, ServerConfig, split_endpoint
-from starlock.atls._relay import DEFAULT_MAX_CONNECTIONS, BridgeErrors, Relay, bridge_handler, front_end_handler
+from starlock.atls._relay import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    BridgeErrors,
+    Relay,
+    bridge_handler,
+    front_end_handler,
+)
+from starlock.atls._wire import PeerAttestation
 from starlock.atls.errors import AtlsConfigError, AtlsError
 
 __all__ = ["DEFAULT_IDLE_TIMEOUT", "Tunnel", "start_tunnel_client", "start_tunnel_server"]
-
-DEFAULT_IDLE_TIMEOUT = 300.0
 
 
 class Tunnel:
@@ -34,6 +43,11 @@ class Tunnel:
     @property
     def last_error(self) -> AtlsError | None:
         return None if self._errors is None else self._errors.last
+
+    @property
+    def last_attestation(self) -> PeerAttestation | None:
+        """Client side: what the server proved on the last successful dial (with its ``warnings``)."""
+        return None if self._errors is None else self._errors.last_attestation
 
     @property
     def active_connections(self) -> int:
@@ -65,7 +79,7 @@ def _listen(endpoint: str, *, loopback_only: bool) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(128)
+    sock.listen(1024)
     return sock
 
 
@@ -76,9 +90,14 @@ def start_tunnel_server(
     *,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+    limits: AdmissionLimits | None = None,
 ) -> Tunnel:
-    """aTLS on ``listen`` in front of the plain TCP service at ``forward``."""
+    """aTLS on ``listen`` in front of the plain TCP service at ``forward``.
+
+    The issuer attests once first: :class:`~starlock.atls.errors.IssuerUnavailable` if it cannot.
+    """
     forward_address = split_endpoint(forward)
+    config.check_issuer()
     listener = _listen(listen, loopback_only=False)
 
     def connect_backend(_conn: AtlsConnection, _remote: str) -> socket.socket:
@@ -86,11 +105,9 @@ def start_tunnel_server(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    stop = threading.Event()
-    handler = front_end_handler(
-        config, connect_backend, None, stop, name="atls-tunnel-server", idle_timeout=idle_timeout
-    )
-    relay = Relay(listener, handler, name="atls-tunnel-server", max_connections=max_connections, stop_event=stop)
+    handler = front_end_handler(config, connect_backend, None, name="atls-tunnel-server", idle_timeout=idle_timeout)
+    limits = limits or AdmissionLimits()
+    relay = Relay(listener, handler, name="atls-tunnel-server", max_connections=max_connections, limits=limits)
     return Tunnel(relay.start())
 
 
@@ -102,11 +119,14 @@ def start_tunnel_client(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
 ) -> Tunnel:
-    """Plain TCP on a loopback ``listen`` address, carried over aTLS to the tunnel server at ``connect``."""
+    """Plain TCP on a loopback ``listen`` address, carried over aTLS to the tunnel server at ``connect``.
+
+    An issuer (the client attests) attests once first: :class:`~starlock.atls.errors.IssuerUnavailable`.
+    """
     split_endpoint(connect)
+    config.check_issuer()
     listener = _listen(listen, loopback_only=True)
     errors = BridgeErrors()
-    stop = threading.Event()
-    handler = bridge_handler(config, connect, stop, errors, name="atls-tunnel-client", idle_timeout=idle_timeout)
-    relay = Relay(listener, handler, name="atls-tunnel-client", max_connections=max_connections, stop_event=stop)
+    handler = bridge_handler(config, connect, errors, name="atls-tunnel-client", idle_timeout=idle_timeout)
+    relay = Relay(listener, handler, name="atls-tunnel-client", max_connections=max_connections)
     return Tunnel(relay.start(), errors)
