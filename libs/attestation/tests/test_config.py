@@ -33,9 +33,13 @@ def test_qemu_vtpm_json() -> None:
 
 
 def test_cli_yaml_section_is_picked_by_variant() -> None:
-    text = "attestation:\n  qemuVTPM:\n    measurements:\n      4: {expected: '" + "ab" * 32 + "', warnOnly: true}\n"
+    text = (
+        "attestation:\n  qemuVTPM:\n    measurements:\n      4: {expected: '" + "ab" * 32 + "', warnOnly: true}\n"
+        "      9: {expected: '" + "cd" * 32 + "', warnOnly: false}\n"
+    )
     cfg = load_attestation_config(text, Variant.QEMU_VTPM)
     assert cfg.measurements[4].warn_only is True
+    assert cfg.measurements.enforced == (9,)
     with pytest.raises(ConfigError, match="awsNitroTPM"):
         load_attestation_config(text, Variant.AWS_NITRO_TPM)
 

@@ -197,6 +197,47 @@ def test_nonce_mismatch_names_both_values() -> None:
     assert f"expected {'01' * 32}, got {NONCE.hex()}" in str(err.value)
 
 
+# extraData must equal the expected qualifying data exactly: not a prefix of it, not extended by it.
+_EXTRA_MISMATCHES = [
+    (NONCE, b""),  # expected empty
+    (NONCE, NONCE[:-1]),  # expected a truncation of the quoted value
+    (NONCE, NONCE[:1]),  # expected a one-byte prefix
+    (NONCE, NONCE + b"\x00"),  # expected the quoted value extended
+    (b"", NONCE),  # quoted empty
+    (NONCE[:-1], NONCE),  # quoted a truncation of the expected value
+    (NONCE[:16], NONCE),  # quoted a prefix
+    (NONCE + b"\x42", NONCE),  # quoted the expected value extended
+    (b"\x00" + NONCE[1:], NONCE),  # same length, first byte differs
+]
+
+
+@pytest.mark.parametrize(
+    ("quoted", "expected"),
+    _EXTRA_MISMATCHES,
+    ids=[
+        "expected-empty",
+        "expected-truncated",
+        "expected-1-byte-prefix",
+        "expected-extended",
+        "quoted-empty",
+        "quoted-truncated",
+        "quoted-prefix",
+        "quoted-extended",
+        "first-byte",
+    ],
+)
+def test_extra_data_must_match_exactly(quoted: bytes, expected: bytes) -> None:
+    key = rsa_key()
+    quote = make_quote(key, extra_data=quoted)
+    with pytest.raises(NonceMismatch) as err:
+        verify_quote(ak_for(key, RSASSA), quote, expected)
+    assert f"expected {expected.hex()}, got {quoted.hex()}" in str(err.value)
+    with pytest.raises(NonceMismatch):
+        verify_attestation(Attestation(ak_pub=ak_for(key, RSASSA).raw, quotes=(quote,)), expected, ak_for(key, RSASSA))
+    # Control: the same quote verifies for exactly what it carries.
+    assert verify_quote(ak_for(key, RSASSA), quote, quoted).attest.extra_data == quoted
+
+
 def test_pcr_selection_must_match_supplied_pcrs() -> None:
     key = rsa_key()
     ak = ak_for(key, RSASSA)

@@ -1,12 +1,26 @@
-"""What the ``starlock-verify`` subcommands share: exit codes, bounded input, --at parsing."""
+"""What the ``starlock-verify`` subcommands share: exit codes, bounded input, --at and --strict."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["EXIT_ACCEPTED", "EXIT_REJECTED", "EXIT_USAGE", "UsageError", "parse_time", "read_input"]
+from starlock.attestation.interfaces import Check, CheckStatus
+
+__all__ = [
+    "EXIT_ACCEPTED",
+    "EXIT_REJECTED",
+    "EXIT_USAGE",
+    "STRICT_HELP",
+    "UsageError",
+    "parse_time",
+    "read_input",
+    "strict_failure",
+]
+
+STRICT_HELP = "treat every WARN row (something not checked, a warn-only mismatch) as a rejection: exit 1"
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -41,3 +55,12 @@ def parse_time(value: str | None) -> datetime | None:
     if at.tzinfo is None:
         raise UsageError("--at needs a time zone (e.g. 2026-11-25T12:00:00Z)")
     return at
+
+
+def strict_failure(checks: Sequence[Check]) -> str | None:
+    """With ``--strict``: why an accepted evaluation is rejected (its WARN rows), or None without any."""
+    warned = [c.name for c in checks if c.status is CheckStatus.WARN]
+    if not warned:
+        return None
+    names = ", ".join(dict.fromkeys(warned))
+    return f"--strict: {len(warned)} warning{'s' if len(warned) != 1 else ''} ({names})"

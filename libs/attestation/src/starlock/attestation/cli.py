@@ -4,6 +4,10 @@
 a raw AMD SEV-SNP report (binary, hex or base64; optionally an extended report with its
 certificate table) against its VCEK/VLEK and the AMD chain, whose ARK must be pinned.
 
+Every check that was not made (no nonce, an unpinned AK, no enforced measurement, an SNP report
+without expected report data or measurement) is a WARN row; ``--strict`` turns any WARN row into a
+rejection.
+
 Exit codes: 0 accepted, 1 rejected, 2 bad usage or unreadable input (one-line reason on stderr).
 """
 
@@ -19,9 +23,11 @@ from starlock.attestation._cliutil import (
     EXIT_ACCEPTED,
     EXIT_REJECTED,
     EXIT_USAGE,
+    STRICT_HELP,
     UsageError,
     parse_time,
     read_input,
+    strict_failure,
 )
 from starlock.attestation.config import load_attestation_config
 from starlock.attestation.errors import AttestationError
@@ -58,6 +64,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--nonce", help="the nonce the document must be bound to, hex; without it freshness is not checked"
     )
     doc.add_argument("--at", help="verification time, RFC 3339 (default: now)")
+    doc.add_argument(
+        "--allow-unenforced",
+        action="store_true",
+        help="accept a config that enforces no measurement (then any PCR values pass; reported as a WARN row)",
+    )
+    doc.add_argument("--strict", action="store_true", help=STRICT_HELP)
     doc.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
     from starlock.attestation.snp._cli import add_snp_report_parser
 
@@ -85,25 +97,26 @@ def _run_document(args: argparse.Namespace) -> EvaluationReport:
     at = parse_time(args.at)
     document = _read(args.file, "document")
     try:
-        config = load_attestation_config(_read(args.config, "config"), variant)
+        config = load_attestation_config(_read(args.config, "config"), variant, allow_unenforced=args.allow_unenforced)
         validator = validator_for(config, at=at)
     except AttestationError as exc:
         raise UsageError(str(exc)) from None
     return validator.evaluate(document, nonce)
 
 
-def _report_json(report: EvaluationReport) -> dict[str, Any]:
+def _report_json(report: EvaluationReport, strict: str | None) -> dict[str, Any]:
+    error = None if report.error is None else f"{type(report.error).__name__}: {report.error}"
     return {
-        "accepted": report.accepted,
+        "accepted": report.accepted and strict is None,
         "variant": report.variant.value,
         "checks": [{"name": c.name, "status": c.status.value, "detail": c.detail} for c in report.checks],
         "claims": dict(report.claims),
         "warnings": list(report.warnings),
-        "error": None if report.error is None else f"{type(report.error).__name__}: {report.error}",
+        "error": error if error is not None else strict,
     }
 
 
-def _print_table(report: EvaluationReport, out: TextIO) -> None:
+def _print_table(report: EvaluationReport, out: TextIO, strict: str | None) -> None:
     width = max([len(c.name) for c in report.checks] + [5])
     out.write(f"Attestation variant: {report.variant.value}\n\n")
     out.write(f"{'CHECK':<{width}}  {'STATUS':<6}  DETAIL\n")
@@ -115,6 +128,9 @@ def _print_table(report: EvaluationReport, out: TextIO) -> None:
     if "user_data" in report.claims:
         out.write(f"User data: {report.claims['user_data']}\n")
     warns = sum(1 for c in report.checks if c.status is CheckStatus.WARN)
+    if strict is not None:
+        out.write(f"Result:    REJECTED ({strict})\n")
+        return
     verdict = "ACCEPTED" if report.accepted else "REJECTED"
     out.write(f"Result:    {verdict} ({warns} warning{'s' if warns != 1 else ''})\n")
 
@@ -130,13 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"starlock-verify: {exc}\n")
         return EXIT_USAGE
+    strict = strict_failure(report.checks) if args.strict and report.accepted else None
     if args.json:
-        json.dump(_report_json(report), sys.stdout, indent=2)
+        json.dump(_report_json(report, strict), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _print_table(report, sys.stdout)
-    if not report.accepted:
-        sys.stderr.write(f"starlock-verify: rejected: {report.error}\n")
+        _print_table(report, sys.stdout, strict)
+    if not report.accepted or strict is not None:
+        sys.stderr.write(f"starlock-verify: rejected: {report.error if strict is None else strict}\n")
         return EXIT_REJECTED
     return EXIT_ACCEPTED
 

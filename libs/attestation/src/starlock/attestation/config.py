@@ -7,18 +7,25 @@ config. Missing or malformed fields raise :class:`ConfigError` naming the field.
 
 Beyond upstream: ``acceptedAttestationKeys`` (list of hex TPM names of AKs, ``000b…``) pins the
 AKs a TPM-only validator accepts; upstream trusts any AK for ``qemu-vtpm``.
+
+Differs from upstream on purpose: a config that enforces no measurement (``"measurements": {}``,
+``null``, or only ``warnOnly`` entries) is refused with :class:`ConfigError`, because its validator
+would accept any TPM state (with ``qemu-vtpm``: any software TPM). A caller that really wants that
+opts in with ``allow_unenforced=True`` or Starlock's own field ``"allowUnenforcedMeasurements":
+true``; the validator built from such a config logs a WARNING and reports a WARN check. Keys
+given twice in the JSON/YAML text are refused, not silently overwritten.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import yaml
 
+from starlock.attestation._strictload import load_json, load_yaml
 from starlock.attestation.errors import ConfigError
 from starlock.attestation.measurements import Measurements
 from starlock.attestation.variant import Variant
@@ -28,6 +35,7 @@ __all__ = [
     "EnforcementPolicy",
     "FirmwareSignerConfig",
     "SnpVersions",
+    "check_enforced",
     "load_attestation_config",
 ]
 
@@ -49,7 +57,7 @@ CLI_CONFIG_KEYS: Mapping[Variant, str] = {
 _TPM_ONLY = {Variant.AWS_NITRO_TPM, Variant.AZURE_TRUSTED_LAUNCH, Variant.GCP_SEV_ES, Variant.QEMU_VTPM}
 _SNP = {Variant.AWS_SEV_SNP, Variant.GCP_SEV_SNP, Variant.AZURE_SEV_SNP}
 _SNP_VERSION_KEYS = ("bootloaderVersion", "teeVersion", "snpVersion", "microcodeVersion")
-_OWN_KEYS = ("acceptedAttestationKeys",)
+_OWN_KEYS = ("acceptedAttestationKeys", "allowUnenforcedMeasurements")
 
 
 class EnforcementPolicy(enum.Enum):
@@ -86,10 +94,18 @@ class AttestationConfig:
     amd_root_key_pem: str = ""
     amd_signing_key_pem: str = ""
     firmware_signer: FirmwareSignerConfig | None = None
+    #: The explicit opt-in to a config that enforces no measurement (see :func:`check_enforced`).
+    allow_unenforced: bool = False
 
 
-def load_attestation_config(data: bytes | str | Mapping[str, Any], variant: Variant) -> AttestationConfig:
-    """Parse a variant's attestation config from JSON/YAML text or a decoded mapping."""
+def load_attestation_config(
+    data: bytes | str | Mapping[str, Any], variant: Variant, *, allow_unenforced: bool = False
+) -> AttestationConfig:
+    """Parse a variant's attestation config from JSON/YAML text or a decoded mapping.
+
+    A config that enforces no measurement raises :class:`ConfigError` unless ``allow_unenforced``
+    is true or the config itself says ``"allowUnenforcedMeasurements": true`` (Starlock's own field).
+    """
     obj = _decode(data) if isinstance(data, bytes | str) else data
     if not isinstance(obj, Mapping):
         raise ConfigError("attestation config must be an object")
@@ -119,7 +135,9 @@ def load_attestation_config(data: bytes | str | Mapping[str, Any], variant: Vari
         variant=variant,
         measurements=Measurements.from_obj(obj["measurements"]),
         accepted_ak_names=_parse_ak_names(obj.get("acceptedAttestationKeys")),
+        allow_unenforced=allow_unenforced or _parse_opt_in(obj.get("allowUnenforcedMeasurements", False)),
     )
+    check_enforced(config)
     if variant in _SNP:
         config = attrs.evolve(
             config,
@@ -132,15 +150,35 @@ def load_attestation_config(data: bytes | str | Mapping[str, Any], variant: Vari
     return config
 
 
+def check_enforced(config: AttestationConfig) -> None:
+    """Refuse a config whose measurements enforce nothing, unless it carries the explicit opt-in.
+
+    Raises :class:`ConfigError` (check ``config``) naming what was found. The opt-in itself is
+    logged (WARNING) by the validator built from the config, not here.
+    """
+    if config.measurements.enforced or config.allow_unenforced:
+        return
+    warn_only = len(config.measurements)
+    found = f"{warn_only} warnOnly entries and none enforced" if warn_only else "no entries"
+    raise ConfigError(
+        f"attestation config for {config.variant.value}: measurements: expected at least one enforced entry "
+        f'("warnOnly": false), got {found}; such a validator accepts any TPM state'
+        + (" (with qemu-vtpm: any software TPM)" if config.variant is Variant.QEMU_VTPM else "")
+        + ". Configure the expected PCR values, or opt in explicitly with allow_unenforced=True "
+        '(starlock-verify: --allow-unenforced) or "allowUnenforcedMeasurements": true'
+    )
+
+
 def _decode(data: bytes | str) -> Any:
     if len(data) > MAX_CONFIG_SIZE:
         raise ConfigError(f"attestation config is larger than {MAX_CONFIG_SIZE} bytes")
     try:
-        return json.loads(data)
+        # A key given twice raises ConfigError, which is no ValueError: it is not retried as YAML.
+        return load_json(data, "attestation config")
     except ValueError:
         pass
     try:
-        return yaml.safe_load(data)
+        return load_yaml(data, "attestation config")
     except yaml.YAMLError as exc:
         raise ConfigError(f"attestation config is neither JSON nor YAML: {exc}") from None
 
@@ -156,6 +194,14 @@ def _parse_version(obj: Mapping[str, Any], key: str) -> int:
         )
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
         raise ConfigError(f"attestation config: {key} must be a number from 0 to 255, got {str(value)[:20]!r}")
+    return value
+
+
+def _parse_opt_in(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"attestation config: allowUnenforcedMeasurements must be true or false, got {str(value)[:20]!r}"
+        )
     return value
 
 

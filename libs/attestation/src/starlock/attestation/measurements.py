@@ -7,6 +7,12 @@ Compatible with Constellation's ``measurements.M`` (reference: spec-attestation 
 * every value is 32 bytes (SHA-256 PCR) or 48 bytes (SHA-384 register), all of one length;
 * :meth:`Measurements.compare` reports every mismatch at once, in ascending index order, with
   upstream's wording; warn-only mismatches become warnings, enforced ones one error.
+
+Stricter than upstream: an index given twice, also after normalisation (``"4"`` and ``"04"``, or
+the same key twice in the JSON/YAML text), is refused instead of the later entry winning; an
+index is ASCII digits only. Whether a set of measurements enforces anything at all is
+:attr:`Measurements.enforced`; the attestation config refuses one that enforces nothing unless
+the caller opts in (see :mod:`starlock.attestation.config`).
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from __future__ import annotations
 import binascii
 import hmac
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
 import yaml
 
+from starlock.attestation._strictload import load_json, load_yaml
 from starlock.attestation.errors import ConfigError, MeasurementMismatch
 
 __all__ = ["Measurement", "MeasurementComparison", "Measurements"]
@@ -27,6 +35,9 @@ __all__ = ["Measurement", "MeasurementComparison", "Measurements"]
 _VALID_LENGTHS = (32, 48)
 _MAX_INDEX = 0xFFFFFFFF
 _MAX_ENTRIES = 64
+#: Largest JSON/YAML text :meth:`Measurements.from_json` / ``from_yaml`` read (64 entries fit in 10 KiB).
+MAX_TEXT_SIZE = 64 * 1024
+_INDEX_TEXT = re.compile(r"[0-9]{1,10}")
 
 
 @attrs.frozen
@@ -80,6 +91,11 @@ class Measurements(Mapping[int, Measurement]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def enforced(self) -> tuple[int, ...]:
+        """The indices whose mismatch rejects (``warnOnly: false``), ascending; empty = nothing enforced."""
+        return tuple(i for i, m in self._entries.items() if not m.warn_only)
+
     # --- reading and writing -----------------------------------------------------------
 
     @classmethod
@@ -95,23 +111,31 @@ class Measurements(Mapping[int, Measurement]):
         for key, value in obj.items():
             index = _parse_index(key)
             if index in entries:
-                raise ConfigError(f"measurements: index {index} given twice")
+                # e.g. "4" and "04": both are index 4; refuse rather than let one silently win.
+                raise ConfigError(
+                    f"measurements: index {index} given twice (key {str(key)[:20]!r} repeats an earlier key); "
+                    "expected each index once"
+                )
             entries[index] = _parse_entry(index, value)
         return cls(entries)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Measurements:
+        _check_text_size(data)
         try:
-            return cls.from_obj(json.loads(data))
+            obj = load_json(data, "measurements")
         except ValueError as exc:
             raise ConfigError(f"measurements: invalid JSON: {exc}") from None
+        return cls.from_obj(obj)
 
     @classmethod
     def from_yaml(cls, data: bytes | str) -> Measurements:
+        _check_text_size(data)
         try:
-            return cls.from_obj(yaml.safe_load(data))
+            obj = load_yaml(data, "measurements")
         except yaml.YAMLError as exc:
             raise ConfigError(f"measurements: invalid YAML: {exc}") from None
+        return cls.from_obj(obj)
 
     def to_obj(self) -> dict[str, dict[str, Any]]:
         # Go's encoding/json sorts map keys by their string form; keep the same order.
@@ -148,6 +172,11 @@ class Measurements(Mapping[int, Measurement]):
         return MeasurementComparison(tuple(warnings), tuple(errors), tuple(self._entries))
 
 
+def _check_text_size(data: bytes | str) -> None:
+    if len(data) > MAX_TEXT_SIZE:
+        raise ConfigError(f"measurements: text is {len(data)} bytes, at most {MAX_TEXT_SIZE}")
+
+
 def _equal(a: bytes, b: bytes) -> bool:
     # Measurements are public, but a constant-time comparison costs nothing here.
     return hmac.compare_digest(a, b)
@@ -158,7 +187,8 @@ def _parse_index(key: Any) -> int:
         raise ConfigError(f"measurements: index {key!r} is not a number")
     if isinstance(key, int):
         index = key
-    elif isinstance(key, str) and key.isdigit() and len(key) <= 10:
+    elif isinstance(key, str) and _INDEX_TEXT.fullmatch(key):
+        # ASCII digits only: str.isdigit() also accepts "٤" (int() reads it as 4) and "²" (int() fails).
         index = int(key)
     else:
         raise ConfigError(f"measurements: index {str(key)[:20]!r} is not a non-negative integer")

@@ -108,12 +108,17 @@ def validator_for(
     *,
     at: datetime.datetime | None = None,
     adapters: ValidatorAdapters | None = None,
+    allow_unenforced: bool = False,
 ) -> VtpmValidator:
     """The validator for ``config.variant``; UnsupportedError for variants not built yet.
 
     ``at``: the verification time for certificate validity (timezone-aware; None = now, read at
-    each validation).
+    each validation). A config that enforces no measurement raises ConfigError unless it carries
+    the opt-in already (``load_attestation_config(..., allow_unenforced=True)``) or
+    ``allow_unenforced`` is true here; the validator then logs a WARNING.
     """
+    if allow_unenforced and not config.allow_unenforced:
+        config = attrs.evolve(config, allow_unenforced=True)
     factory = _FACTORIES.get(config.variant)
     if factory is None:
         raise UnsupportedError(

@@ -11,16 +11,21 @@ Where we differ from Constellation on purpose:
 * the SHA-256 quote whose PCRs the measurements are compared with is itself verified
   (signature, nonce, PCR digest). Upstream verifies the *first passing* quote in the order
   SHA-512, SHA-384, SHA-256 and then reads the SHA-256 PCR values from the document, so a
-  document with a good SHA-384 quote could carry unverified SHA-256 values.
+  document with a good SHA-384 quote could carry unverified SHA-256 values;
+* a config that enforces no measurement needs the caller's explicit opt-in (logged as a WARNING,
+  reported as a WARN ``measurements`` row);
+* the ``nonce`` row passes only after the quotes proved the binding, and a rejected report always
+  ends with a FAIL row (a failed ``nonce`` row too when the evidence is not bound to the nonce).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-from starlock.attestation.config import AttestationConfig
+from starlock.attestation.config import AttestationConfig, check_enforced
 from starlock.attestation.document import HASH_ALG_IDS, AttestationDocument, Quote
 from starlock.attestation.errors import (
     AttestationError,
@@ -45,6 +50,7 @@ __all__ = ["CheckRecorder", "VtpmValidator", "make_extra_data", "make_tpm_nonce"
 
 _SHA256 = HASH_ALG_IDS["SHA256"]
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 
 def make_extra_data(user_data: bytes, nonce: bytes) -> bytes:
@@ -93,6 +99,16 @@ class VtpmValidator:
     def __init__(self, config: AttestationConfig) -> None:
         if config.variant is not self.variant:
             raise ValueError(f"config is for {config.variant.value}, validator is {self.variant.value}")
+        # Differs from Constellation: measurements that enforce nothing need the explicit opt-in.
+        check_enforced(config)
+        if not config.measurements.enforced:
+            _log.warning(
+                "%s validator enforces no measurement (%d warn-only entries): it accepts any TPM state%s; "
+                "allowed because the caller opted in (allow_unenforced / allowUnenforcedMeasurements)",
+                self.variant.value,
+                len(config.measurements),
+                " (any software TPM)" if self.variant is Variant.QEMU_VTPM else "",
+            )
         self.config = config
 
     # --- hooks for variants ---------------------------------------------------------------
@@ -128,6 +144,7 @@ class VtpmValidator:
         try:
             user_data = self._run(document, nonce, rec, claims)
         except AttestationError as exc:
+            _record_failure(rec, exc, nonce_given=bool(nonce))
             return EvaluationReport(self.variant, False, tuple(rec.checks), claims, tuple(rec.warnings), None, exc)
         return EvaluationReport(self.variant, True, tuple(rec.checks), claims, tuple(rec.warnings), user_data)
 
@@ -147,8 +164,8 @@ class VtpmValidator:
         elif not nonce:
             rec.fail("nonce", NonceMismatch("the nonce is empty; a fresh, non-empty nonce is required"))
         else:
+            # The "nonce" row is recorded once the quotes proved the binding (below), not here.
             extra_data = make_extra_data(doc.user_data, nonce)
-            rec.add("nonce", CheckStatus.PASS, f"extraData = SHA-256(user data ‖ nonce) = {extra_data.hex()}")
 
         ak = self.trusted_key(doc, extra_data or b"", rec)
         claims["ak_name"] = ak.name().hex()
@@ -161,9 +178,22 @@ class VtpmValidator:
             lambda: verify_attestation(att, tpm_nonce, ak, event_log=log),
             lambda v: f"{v.pcrs.hash_name} quote: signature, qualifying data and PCR digest verified under the AK",
         )
+        if extra_data is not None:
+            rec.add(
+                "nonce",
+                CheckStatus.PASS,
+                f"the quotes carry qualifying data {tpm_nonce.hex()} derived from "
+                f"extraData = SHA-256(user data ‖ nonce) = {extra_data.hex()}",
+            )
         sha256_quote = att.quote_for(_SHA256)
         if sha256_quote is None:
-            rec.fail("sha256-quote", MalformedEvidence("the document has no SHA-256 quote"))
+            banks = ", ".join(q.pcrs.hash_name for q in att.quotes)
+            rec.fail(
+                "sha256-quote",
+                MalformedEvidence(
+                    f"quotes: expected a SHA256 quote (the measurements are SHA-256 PCR values), got banks {banks}"
+                ),
+            )
         if verified.hash_alg != _SHA256:
             rec.run(
                 "sha256-quote",
@@ -175,15 +205,28 @@ class VtpmValidator:
         pcrs = verified.pcrs.pcrs if verified.hash_alg == _SHA256 else sha256_quote.pcrs.pcrs
         claims["pcrs"] = {str(i): v.hex() for i, v in pcrs.items()}
         if verified.event_log is not None:
-            count = len(verified.event_log.events)
-            replayed = sorted(verified.event_log.pcrs)
-            rec.add("event-log", CheckStatus.PASS, f"{count} events replay to the quoted PCRs {replayed}")
+            replay = verified.event_log
+            count, bound = len(replay.events), len(replay.verified_events)
+            rec.add(
+                "event-log",
+                CheckStatus.PASS,
+                f"{count} events replay to the quoted PCRs {sorted(replay.pcrs)}; the data of {bound} of them is "
+                f"bound to their digest, the data of the other {count - bound} is not verified",
+            )
             claims["event_log_events"] = count
+            claims["event_log_data_verified"] = [ev.number for ev in replay.verified_events]
         else:
             rec.add("event-log", CheckStatus.WARN, "no event log in the document: nothing to replay")
 
         self.validate_cvm(doc, rec)
 
+        if not self.config.measurements.enforced:
+            rec.add(
+                "measurements",
+                CheckStatus.WARN,
+                f"no enforced measurement ({len(self.config.measurements)} warn-only entries): any PCR values are "
+                "accepted (the config opted in with allow_unenforced)",
+            )
         comparison = self.config.measurements.compare(pcrs)
         for warning in comparison.warnings:
             rec.add("measurements", CheckStatus.WARN, warning)
@@ -208,6 +251,17 @@ class VtpmValidator:
         if not doc.attestation.quotes:
             raise MalformedEvidence("the document has no quotes")
         return parse_tpms_attest(doc.attestation.quotes[0].quote).extra_data
+
+
+def _record_failure(rec: CheckRecorder, exc: AttestationError, *, nonce_given: bool) -> None:
+    """Make a rejected report end with the failure, and say when the nonce binding failed."""
+    if not rec.checks or rec.checks[-1].status is not CheckStatus.FAIL:
+        rec.checks.append(Check(exc.check, CheckStatus.FAIL, f"{type(exc).__name__}: {exc}"))
+    if nonce_given and isinstance(exc, NonceMismatch) and not any(c.name == "nonce" for c in rec.checks):
+        failed = rec.checks[-1].name
+        rec.checks.append(
+            Check("nonce", CheckStatus.FAIL, f"the evidence is not bound to the given nonce (failed check {failed!r})")
+        )
 
 
 def trusted_ak_from_document(doc: AttestationDocument, config: AttestationConfig, rec: CheckRecorder) -> TpmPublic:

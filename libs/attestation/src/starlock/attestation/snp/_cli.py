@@ -2,7 +2,9 @@
 
 Output and exit codes are those of ``starlock-verify document``: 0 accepted, 1 rejected, 2 bad
 usage or unreadable input; a table, or with ``--json``
-``{"accepted", "variant": "sev-snp-report", "checks", "claims", "warnings", "error"}``.
+``{"accepted", "variant": "sev-snp-report", "checks", "claims", "warnings", "error"}``. An accepted
+report gets a WARN row for each expectation that was not given (report data, measurement, minimum
+launch TCB): the signature alone proves neither freshness nor what runs. ``--strict`` rejects then.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ import re
 import sys
 from typing import Any, TextIO
 
+import attrs
 from cryptography import x509
 
 from starlock.attestation._cliutil import (
     EXIT_ACCEPTED,
     EXIT_REJECTED,
     EXIT_USAGE,
+    STRICT_HELP,
     UsageError,
     parse_time,
     read_input,
+    strict_failure,
 )
 from starlock.attestation.config import AttestationConfig, SnpVersions, load_attestation_config
 from starlock.attestation.errors import AttestationError, ConfigError, MalformedEvidence
@@ -75,6 +80,7 @@ def add_snp_report_parser(sub: Any) -> None:
         "accepted ID-key digests become the policy; the options above override it",
     )
     cmd.add_argument("--variant", help="the SNP variant of --config: aws-sev-snp, azure-sev-snp or gcp-sev-snp")
+    cmd.add_argument("--strict", action="store_true", help=STRICT_HELP)
     cmd.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
 
 
@@ -159,9 +165,39 @@ def _config(args: argparse.Namespace) -> AttestationConfig | None:
         variant = Variant.from_string(args.variant)
         if variant not in _SNP_VARIANTS:
             raise UsageError(f"--variant {variant.value} is not an SNP variant ({', '.join(_SNP_VARIANTS_TEXT)})")
-        return load_attestation_config(_read(args.config, "config"), variant)
+        # A raw report has no PCRs: the config's measurements are not used here, so a config that
+        # enforces none (like the evidence configs in docs/configs/evidence) is fine.
+        return load_attestation_config(_read(args.config, "config"), variant, allow_unenforced=True)
     except AttestationError as exc:
         raise UsageError(f"--config: {exc}") from None
+
+
+_NOT_CHECKED = (
+    (
+        "report-data",
+        "report_data",
+        "not checked: no --report-data given, so nothing binds the report to a nonce or key (a replayed report passes)",
+    ),
+    ("measurement", "measurement", "not checked: no --measurement given, so any launch measurement passes"),
+    (
+        "launch-tcb-minimum",
+        "minimum_launch_tcb",
+        "not checked: no --min-launch-tcb or --config given, so any launch TCB passes",
+    ),
+)
+
+
+def _with_unchecked(evaluation: SnpEvaluation, policy: SnpPolicy) -> SnpEvaluation:
+    """An accepted evaluation with a WARN row for every expectation the policy did not set."""
+    if not evaluation.accepted:
+        return evaluation  # the rejected check stays the last row
+    rows = [
+        Check(name, CheckStatus.WARN, detail) for name, field, detail in _NOT_CHECKED if getattr(policy, field) is None
+    ]
+    if not rows:
+        return evaluation
+    warnings = evaluation.warnings + tuple(f"{c.name}: {c.detail}" for c in rows)
+    return attrs.evolve(evaluation, checks=evaluation.checks + tuple(rows), warnings=warnings)
 
 
 def _rejected(error: AttestationError) -> SnpEvaluation:
@@ -200,22 +236,22 @@ def _evaluate(args: argparse.Namespace) -> SnpEvaluation:
         raise UsageError(
             "no AMD chain: give --chain (ASK or ASVK, then ARK) or an extended report with ASK/ARK entries"
         )
-    return SnpVerifier(policy).evaluate(evidence[:REPORT_SIZE], signer, chain, at=at)
+    return _with_unchecked(SnpVerifier(policy).evaluate(evidence[:REPORT_SIZE], signer, chain, at=at), policy)
 
 
-def _json(evaluation: SnpEvaluation) -> dict[str, Any]:
+def _json(evaluation: SnpEvaluation, strict: str | None) -> dict[str, Any]:
     error = evaluation.error
     return {
-        "accepted": evaluation.accepted,
+        "accepted": evaluation.accepted and strict is None,
         "variant": VARIANT_NAME,
         "checks": [{"name": c.name, "status": c.status.value, "detail": c.detail} for c in evaluation.checks],
         "claims": evaluation.claims(),
         "warnings": list(evaluation.warnings),
-        "error": None if error is None else f"{type(error).__name__}: {error}",
+        "error": strict if error is None else f"{type(error).__name__}: {error}",
     }
 
 
-def _table(evaluation: SnpEvaluation, out: TextIO) -> None:
+def _table(evaluation: SnpEvaluation, out: TextIO, strict: str | None) -> None:
     width = max([len(c.name) for c in evaluation.checks] + [5])
     out.write(f"Attestation variant: {VARIANT_NAME}\n\n")
     out.write(f"{'CHECK':<{width}}  {'STATUS':<6}  DETAIL\n")
@@ -229,6 +265,9 @@ def _table(evaluation: SnpEvaluation, out: TextIO) -> None:
     if "report_data" in claims:
         out.write(f"{'Rep. data:':<10} {claims['report_data']}\n")
     warns = sum(1 for c in evaluation.checks if c.status is CheckStatus.WARN)
+    if strict is not None:
+        out.write(f"Result:    REJECTED ({strict})\n")
+        return
     verdict = "ACCEPTED" if evaluation.accepted else "REJECTED"
     out.write(f"Result:    {verdict} ({warns} warning{'s' if warns != 1 else ''})\n")
 
@@ -239,12 +278,13 @@ def run_snp_report(args: argparse.Namespace) -> int:
     except UsageError as exc:
         sys.stderr.write(f"starlock-verify: {exc}\n")
         return EXIT_USAGE
+    strict = strict_failure(evaluation.checks) if args.strict and evaluation.accepted else None
     if args.json:
-        json.dump(_json(evaluation), sys.stdout, indent=2)
+        json.dump(_json(evaluation, strict), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _table(evaluation, sys.stdout)
-    if not evaluation.accepted:
-        sys.stderr.write(f"starlock-verify: rejected: {evaluation.error}\n")
+        _table(evaluation, sys.stdout, strict)
+    if not evaluation.accepted or strict is not None:
+        sys.stderr.write(f"starlock-verify: rejected: {evaluation.error if strict is None else strict}\n")
         return EXIT_REJECTED
     return EXIT_ACCEPTED

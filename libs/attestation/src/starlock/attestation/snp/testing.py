@@ -9,6 +9,10 @@ can build reports whose only fault is one field.
 
 RSA key generation is slow (about a second per 4096-bit key); keys are generated once per
 process and shared by every product line's hierarchy.
+
+:class:`CaProfile` builds ARK / ASK / ASVK variants that break one rule of AMD's CA profile at a
+time (validity, X.509 version, signature algorithm and hash, CN, basicConstraints, keyUsage), for
+tests of :mod:`starlock.attestation.snp.caprofile` and of the chain's validity checks.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from starlock.attestation.snp.certs import (
 from starlock.attestation.snp.report import REPORT_SIZE, SIGNED_SIZE, Product, SigningKey, TcbParts, TcbVersion
 from starlock.attestation.trust import TrustStore
 
-__all__ = ["SyntheticAmd", "build_report", "sign_report", "spl_extensions"]
+__all__ = ["CaProfile", "SyntheticAmd", "build_report", "sign_report", "spl_extensions"]
 
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 _EPOCH = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
@@ -56,9 +60,36 @@ def _rsa_key(role: str, bits: int) -> rsa.RSAPrivateKey:
 
 
 def _amd_name(cn: str) -> x509.Name:
-    return x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, cn)] + [x509.NameAttribute(o, v) for o, v in AMD_LOCATION]
-    )
+    """AMD's subject with ``cn``; an empty ``cn`` leaves the CN attribute out."""
+    common = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else []
+    return x509.Name(common + [x509.NameAttribute(o, v) for o, v in AMD_LOCATION])
+
+
+@attrs.frozen
+class CaProfile:
+    """How a synthetic ARK, ASK or ASVK is built. The defaults follow AMD's profile; tests change one.
+
+    ``version_1``: an X.509 v1 certificate (no version field, hence no extensions). ``pss``: False
+    signs with PKCS#1 v1.5. ``hash``: the signature hash. ``cn``: the subject CN instead of the
+    role's ("" for none). ``key_cert_sign`` / ``ca``: None leaves keyUsage / basicConstraints out.
+    """
+
+    not_before: datetime.datetime = _EPOCH
+    not_after: datetime.datetime = _FAR
+    version_1: bool = False
+    pss: bool = True
+    hash: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 = attrs.field(factory=hashes.SHA384)
+    cn: str | None = None
+    key_cert_sign: bool | None = True
+    ca: bool | None = True
+
+    def padding(self) -> padding.PSS | padding.PKCS1v15:
+        if not self.pss:
+            return padding.PKCS1v15()
+        return padding.PSS(mgf=padding.MGF1(self.hash), salt_length=self.hash.digest_size)
+
+
+_AMD_PROFILE = CaProfile()
 
 
 def _der_int(value: int) -> bytes:
@@ -98,13 +129,24 @@ class SyntheticAmd:
     asvk_key: rsa.RSAPrivateKey = attrs.field(repr=False)
 
     @classmethod
-    def generate(cls, product: Product = Product.MILAN, *, key_size: int = 4096) -> SyntheticAmd:
+    def generate(
+        cls,
+        product: Product = Product.MILAN,
+        *,
+        key_size: int = 4096,
+        ark: CaProfile = _AMD_PROFILE,
+        ask: CaProfile = _AMD_PROFILE,
+        asvk: CaProfile = _AMD_PROFILE,
+    ) -> SyntheticAmd:
+        """A hierarchy for ``product``; ``ark`` / ``ask`` / ``asvk`` change how each CA is built."""
         ark_key, ask_key, asvk_key = (_rsa_key(role, key_size) for role in ("ark", "ask", "asvk"))
-        ark_name = _amd_name(f"ARK-{product.value}")
-        ark = _ca(ark_name, ark_name, ark_key, ark_key)
-        ask = _ca(_amd_name(intermediate_cn(product, SigningKey.VCEK)), ark_name, ask_key, ark_key)
-        asvk = _ca(_amd_name(intermediate_cn(product, SigningKey.VLEK)), ark_name, asvk_key, ark_key)
-        return cls(product, ark, ask, asvk, ark_key, ask_key, asvk_key)
+        ark_name = _amd_name(f"ARK-{product.value}" if ark.cn is None else ark.cn)
+        ark_cert = _ca(ark_name, ark_name, ark_key, ark_key, ark)
+        ask_cn = intermediate_cn(product, SigningKey.VCEK) if ask.cn is None else ask.cn
+        asvk_cn = intermediate_cn(product, SigningKey.VLEK) if asvk.cn is None else asvk.cn
+        ask_cert = _ca(_amd_name(ask_cn), ark_name, ask_key, ark_key, ask)
+        asvk_cert = _ca(_amd_name(asvk_cn), ark_name, asvk_key, ark_key, asvk)
+        return cls(product, ark_cert, ask_cert, asvk_cert, ark_key, ask_key, asvk_key)
 
     def trust_store(self) -> TrustStore:
         """A store with no pins that trusts this ARK explicitly (the opt-in tests must make)."""
@@ -169,32 +211,77 @@ class SyntheticAmd:
 
 
 def _ca(
-    subject: x509.Name, issuer: x509.Name, key: rsa.RSAPrivateKey, issuer_key: rsa.RSAPrivateKey
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: rsa.RSAPrivateKey,
+    issuer_key: rsa.RSAPrivateKey,
+    profile: CaProfile = _AMD_PROFILE,
 ) -> x509.Certificate:
-    usage = x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(0x10000)
-        .not_valid_before(_EPOCH)
-        .not_valid_after(_FAR)
-        .add_extension(usage, critical=True)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(issuer_key, hashes.SHA384(), rsa_padding=_PSS)
+        .not_valid_before(profile.not_before)
+        .not_valid_after(profile.not_after)
     )
+    if profile.key_cert_sign is not None:
+        usage = x509.KeyUsage(
+            digital_signature=False,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=profile.key_cert_sign,
+            crl_sign=True,
+            encipher_only=False,
+            decipher_only=False,
+        )
+        builder = builder.add_extension(usage, critical=True)
+    if profile.ca is not None:
+        basic = x509.BasicConstraints(ca=profile.ca, path_length=None)
+        builder = builder.add_extension(basic, critical=True)
+    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    cert = builder.sign(issuer_key, profile.hash, rsa_padding=profile.padding())
+    return _as_version_1(cert, issuer_key, profile) if profile.version_1 else cert
+
+
+def _der_element(data: bytes, pos: int) -> tuple[int, int]:
+    """(start of content, end of element) of the DER element at ``pos`` (test data: trusted)."""
+    length, start = data[pos + 1], pos + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length, start = int.from_bytes(data[start : start + count], "big"), start + count
+    return start, start + length
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + content
+
+
+def _as_version_1(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey, profile: CaProfile) -> x509.Certificate:
+    """``cert`` re-signed as X.509 v1: without the version field and the extensions (v1 has none)."""
+    tbs = cert.tbs_certificate_bytes
+    start, end = _der_element(tbs, 0)
+    fields, pos = [], start
+    while pos < end:
+        _, stop = _der_element(tbs, pos)
+        if tbs[pos] not in (0xA0, 0xA3):  # [0] version, [3] extensions
+            fields.append(tbs[pos:stop])
+        pos = stop
+    new_tbs = _der(0x30, b"".join(fields))
+    outer = cert.public_bytes(Encoding.DER)
+    body, _ = _der_element(outer, 0)
+    _, tbs_end = _der_element(outer, body)
+    _, alg_end = _der_element(outer, tbs_end)
+    signature = issuer_key.sign(new_tbs, profile.padding(), profile.hash)
+    der = _der(0x30, new_tbs + outer[tbs_end:alg_end] + _der(0x03, b"\x00" + signature))
+    return x509.load_der_x509_certificate(der)
 
 
 def build_report(

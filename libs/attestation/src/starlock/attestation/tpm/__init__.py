@@ -7,6 +7,7 @@ Every failure raises a subclass of :class:`starlock.attestation.errors.Attestati
 
 from __future__ import annotations
 
+from starlock.attestation.tpm.eventdata import DATA_BOUND_EVENT_TYPES
 from starlock.attestation.tpm.eventlog import (
     EventLog,
     EventLogReplay,
@@ -35,6 +36,7 @@ from starlock.attestation.tpm.structures import (
 )
 
 __all__ = [
+    "DATA_BOUND_EVENT_TYPES",
     "AkPublicKey",
     "ClockInfo",
     "EccParms",

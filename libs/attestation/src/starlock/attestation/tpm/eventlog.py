@@ -12,6 +12,11 @@ All integers are little-endian. Parsing is bounded by :data:`MAX_EVENT_LOG_SIZE`
 :class:`MalformedEvidence`. Replay follows the TCG rules: EV_NO_ACTION events are not extended, and
 the ``StartupLocality`` EV_NO_ACTION event sets PCR 0's initial value to the locality (last byte of
 an otherwise zero value). :func:`verify_replay` raises :class:`EventLogMismatch`.
+
+Replay also binds event data to digests (:mod:`.eventdata`): an event of a type whose digest the
+PFP defines as the hash of its data (EV_SEPARATOR, EV_ACTION, EV_EFI_ACTION,
+EV_EFI_VARIABLE_DRIVER_CONFIG) must have exactly that digest, and :class:`EventLogReplay` marks
+every event whose data is verified (digest == hash of its data in the replayed bank).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from starlock.attestation.document import PCRs
 from starlock.attestation.errors import EventLogMismatch, MalformedEvidence
 from starlock.attestation.tpm import algorithms as alg
 from starlock.attestation.tpm._reader import Reader, check_size
+from starlock.attestation.tpm._specid import MAX_ALGORITHMS, SPEC_ID_SIGNATURE, SpecIdEvent, parse_spec_id
+from starlock.attestation.tpm.eventdata import DATA_BOUND_EVENT_TYPES, unbound_data_error
 from starlock.attestation.tpm.public import HASHLIB_CONSTRUCTORS
 
 __all__ = [
@@ -52,30 +59,12 @@ MAX_EVENT_LOG_SIZE = 1024 * 1024
 MAX_EVENTS = 16384
 #: Data of one event (the largest real ones are dbx variables of some tens of KiB).
 MAX_EVENT_DATA_SIZE = 256 * 1024
-#: Algorithms in the Spec ID header (a TPM has a handful of PCR banks).
-MAX_ALGORITHMS = 16
-#: Digest size accepted for an algorithm unknown to Starlock, as declared by the header.
-MAX_DIGEST_SIZE = 128
 #: PCR indices (a TPM has at most 32 PCRs; PC Client TPMs have 24).
 MAX_PCR_INDEX = 31
 
 EV_NO_ACTION = 0x00000003
-_SPEC_ID_SIGNATURE = b"Spec ID Event03\x00"
 _STARTUP_LOCALITY = b"StartupLocality\x00"
 _SHA1_SIZE = 20
-
-
-@attrs.frozen
-class SpecIdEvent:
-    """TCG_EfiSpecIdEvent (``Spec ID Event03``): versions and the digest size of every algorithm."""
-
-    platform_class: int
-    spec_version_minor: int
-    spec_version_major: int
-    spec_errata: int
-    uintn_size: int
-    digest_sizes: tuple[tuple[int, int], ...]
-    vendor_info: bytes
 
 
 @attrs.frozen
@@ -115,11 +104,33 @@ class EventLog:
 
 @attrs.frozen
 class EventLogReplay:
-    """A successful replay: the bank, the replayed value of every PCR in the log, the events."""
+    """A successful replay: the bank, the replayed value of every PCR in the log, the events.
+
+    ``data_verified[i]`` says whether ``events[i]``'s data is bound to its digest in this bank
+    (digest == hash of the data): only then is the data what was measured. EV_NO_ACTION events
+    and events whose digest is over something else (an image, a file) are False.
+    """
 
     hash_alg: int
     pcrs: dict[int, bytes]
     events: tuple[TcgEvent, ...]
+    data_verified: tuple[bool, ...] = ()
+
+    @property
+    def verified_events(self) -> tuple[TcgEvent, ...]:
+        """The events whose data is bound to their digest."""
+        return tuple(ev for ev, ok in zip(self.events, self._marks(), strict=True) if ok)
+
+    @property
+    def unverified_events(self) -> tuple[TcgEvent, ...]:
+        """The events whose data is an unchecked claim (not the preimage of their digest)."""
+        return tuple(ev for ev, ok in zip(self.events, self._marks(), strict=True) if not ok)
+
+    def _marks(self) -> tuple[bool, ...]:
+        # A replay built without marks (by hand) verifies no event's data.
+        if len(self.data_verified) == len(self.events):
+            return self.data_verified
+        return (False,) * len(self.events)
 
 
 def parse_event_log(data: bytes) -> EventLog:
@@ -130,8 +141,8 @@ def parse_event_log(data: bytes) -> EventLog:
         return EventLog(None, ())
     first = _read_sha1_event(r, 0)
     spec_id = None
-    if first.event_type == EV_NO_ACTION and first.data.startswith(_SPEC_ID_SIGNATURE):
-        spec_id = _parse_spec_id(first.data)
+    if first.event_type == EV_NO_ACTION and first.data.startswith(SPEC_ID_SIGNATURE):
+        spec_id = parse_spec_id(first.data)
         events: list[TcgEvent] = []
     else:
         events = [first]
@@ -146,7 +157,16 @@ def parse_event_log(data: bytes) -> EventLog:
 
 
 def replay(log: EventLog | bytes, hash_alg: int) -> dict[int, bytes]:
-    """Replay the log for one bank: PCR index → final value, for every PCR the log touches."""
+    """Replay the log for one bank: PCR index → final value, for every PCR the log touches.
+
+    Raises :class:`EventLogMismatch` for an event whose type binds its data (EV_SEPARATOR...) but
+    whose digest is not the hash of its data.
+    """
+    return _replay(log, hash_alg)[0]
+
+
+def _replay(log: EventLog | bytes, hash_alg: int) -> tuple[dict[int, bytes], tuple[bool, ...]]:
+    """The replayed PCRs and, per event, whether its data is bound to its digest."""
     if not isinstance(log, EventLog):
         log = parse_event_log(log)
     name = alg.alg_name(hash_alg)
@@ -161,19 +181,26 @@ def replay(log: EventLog | bytes, hash_alg: int) -> dict[int, bytes]:
     zero = bytes(size)
     slot = log.hash_algs.index(hash_alg)
     pcrs: dict[int, bytes] = {}
+    bound: list[bool] = []
     for ev in log.events:
         if ev.event_type == EV_NO_ACTION:
             if ev.pcr_index == 0 and ev.data.startswith(_STARTUP_LOCALITY):
                 pcrs[0] = _startup_locality(ev, pcrs, size)
+            bound.append(False)
             continue
         # Firmware lists the digests in header order: look there first, then search.
         digests = ev.digests
         measured = digests[slot][1] if slot < len(digests) and digests[slot][0] == hash_alg else ev.digest(hash_alg)
         if measured is None:
             raise EventLogMismatch(f"event log: event {ev.number} (PCR {ev.pcr_index}) has no {name} digest")
+        # Digests and data are public: a plain comparison is fine.
+        data_bound = new(ev.data).digest() == measured
+        if not data_bound and ev.event_type in DATA_BOUND_EVENT_TYPES:
+            raise unbound_data_error(ev, name, measured, new)
+        bound.append(data_bound)
         index = ev.pcr_index
         pcrs[index] = new(pcrs.get(index, zero) + measured).digest()
-    return dict(sorted(pcrs.items()))
+    return dict(sorted(pcrs.items())), tuple(bound)
 
 
 def verify_replay(log: EventLog | bytes, pcrs: PCRs) -> EventLogReplay:
@@ -184,7 +211,7 @@ def verify_replay(log: EventLog | bytes, pcrs: PCRs) -> EventLogReplay:
     """
     if not isinstance(log, EventLog):
         log = parse_event_log(log)
-    replayed = replay(log, pcrs.hash)
+    replayed, data_verified = _replay(log, pcrs.hash)
     problems: dict[int, str] = {}
     for index, value in replayed.items():
         quoted = pcrs.pcrs.get(index)
@@ -196,7 +223,7 @@ def verify_replay(log: EventLog | bytes, pcrs: PCRs) -> EventLogReplay:
         indices = ", ".join(str(i) for i in problems)
         details = "; ".join(f"PCR {i}: {why}" for i, why in problems.items())
         raise EventLogMismatch(f"event log replay ({pcrs.hash_name}) differs from the quoted PCRs {indices}: {details}")
-    return EventLogReplay(hash_alg=pcrs.hash, pcrs=replayed, events=log.events)
+    return EventLogReplay(hash_alg=pcrs.hash, pcrs=replayed, events=log.events, data_verified=data_verified)
 
 
 def _startup_locality(ev: TcgEvent, pcrs: dict[int, bytes], size: int) -> bytes:
@@ -343,30 +370,3 @@ def _read_event2(r: Reader, number: int, sizes: dict[int, int]) -> TcgEvent:
 
 def _truncated(number: int, field: str, pos: int) -> MalformedEvidence:
     return MalformedEvidence(f"event log: event {number}: truncated {field} at offset {pos}")
-
-
-def _parse_spec_id(data: bytes) -> SpecIdEvent:
-    r = Reader(data, "event log Spec ID Event03", little_endian=True)
-    r.take(len(_SPEC_ID_SIGNATURE), "signature")
-    platform_class = r.u32("platformClass")
-    minor, major, errata, uintn_size = (
-        r.u8(f) for f in ("specVersionMinor", "specVersionMajor", "specErrata", "uintnSize")
-    )
-    count = r.u32("numberOfAlgorithms")
-    if not 1 <= count <= MAX_ALGORITHMS:
-        raise MalformedEvidence(f"event log Spec ID Event03.numberOfAlgorithms: {count}, expected 1..{MAX_ALGORITHMS}")
-    sizes: list[tuple[int, int]] = []
-    for i in range(count):
-        hash_alg = r.u16(f"digestSizes[{i}].algorithmId")
-        size = r.u16(f"digestSizes[{i}].digestSize")
-        known = alg.HASH_DIGEST_SIZES.get(hash_alg)
-        if (known is not None and size != known) or not 1 <= size <= MAX_DIGEST_SIZE:
-            raise MalformedEvidence(
-                f"event log Spec ID Event03.digestSizes[{i}]: size {size} is wrong for {alg.alg_name(hash_alg)}"
-            )
-        if any(a == hash_alg for a, _ in sizes):
-            raise MalformedEvidence(f"event log Spec ID Event03: {alg.alg_name(hash_alg)} listed twice")
-        sizes.append((hash_alg, size))
-    vendor_info = r.take(r.u8("vendorInfoSize"), "vendorInfo")
-    r.end()
-    return SpecIdEvent(platform_class, minor, major, errata, uintn_size, tuple(sizes), vendor_info)
