@@ -155,3 +155,129 @@ def init_node(node: Node, kube_control_plane: ControlPlane) -> Iterator[Callable
     yield make
     for made in started:
         made.front.stop(grace=1)
+
+
+# --- a real join service for the join client -----------------------------------------------------
+
+
+@dataclass
+class JoinCluster:
+    plane: ControlPlane
+    master: bytes
+    salt: bytes
+    service_kubeconfig: Path
+    keyservice_endpoint: str
+
+
+@pytest.fixture(scope="session")
+def join_cluster(kube_control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinCluster]:
+    """The join service's side of the cluster: RBAC, NodeVersion, components, a key service."""
+    import json
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from kubernetes import client, config
+
+    plane = kube_control_plane
+    plane.kubectl("apply", "-f", str(Path(__file__).parents[2] / "joinservice" / "deploy" / "rbac.yaml"))
+    admin = config.new_client_from_config(config_file=str(plane.admin_kubeconfig))
+    components = [
+        {"url": "https://example.invalid/kubeadm", "hash": "sha256:" + "ab" * 32, "install_path": "/opt/kubeadm"}
+    ]
+    try:
+        client.CoreV1Api(admin).create_namespaced_config_map(
+            "kube-system",
+            client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(name="k8s-components-join"),
+                data={"components": json.dumps(components), "cluster-version": "v1.37.2"},
+            ),
+        )
+        client.CustomObjectsApi(admin).create_cluster_custom_object(
+            "update.edgeless.systems",
+            "v1alpha1",
+            "nodeversions",
+            {
+                "apiVersion": "update.edgeless.systems/v1alpha1",
+                "kind": "NodeVersion",
+                "metadata": {"name": "constellation-version"},
+                "spec": {"kubernetesComponentsReference": "k8s-components-join"},
+            },
+        )
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    token = plane.kubectl("create", "token", "join-service", "-n", "kube-system", "--duration=4h", secret_output=True)
+    work = tmp_path_factory.mktemp("join-cluster")
+    kubeconfig = work / "join-service.kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_cert)}}
+                ],
+                "users": [{"name": "u", "user": {"token": token.strip()}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    kubeconfig.chmod(0o600)
+    secrets_dir = Path(tempfile.mkdtemp(prefix="slbs-", dir="/tmp"))
+    secrets_dir.chmod(0o700)
+    master, salt = secrets.token_bytes(32), secrets.token_bytes(32)
+    (secrets_dir / "mastersecret").write_bytes(master)
+    (secrets_dir / "salt").write_bytes(salt)
+    sock = secrets_dir / "ks" / "keyservice.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "starlock.kms.keyservice", "--unix", str(sock), "--master-secret",
+         str(secrets_dir / "mastersecret"), "--salt", str(secrets_dir / "salt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(str(sock))
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "starlock-keyservice did not start"
+            time.sleep(0.05)
+    yield JoinCluster(plane, master, salt, kubeconfig, f"unix:{sock}")
+    proc.terminate()
+    proc.wait(15)
+    shutil.rmtree(secrets_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def join_service(join_cluster: JoinCluster, node: Node, tmp_path: Path) -> Iterator[Any]:
+    """The real join service, validating qemu-vtpm nodes with this node's golden values and PCR 15 = 0."""
+    import json
+
+    from starlock.joinservice.cli import parse_args, start
+
+    confdir = tmp_path / "join-config"
+    confdir.mkdir()
+    (confdir / "measurementSalt").write_bytes(secrets.token_bytes(32))
+    measurements = dict(node.measurements)
+    measurements["15"] = {"expected": "00" * 32, "warnOnly": False}
+    (confdir / "attestationConfig").write_text(json.dumps({"measurements": measurements}))
+    endpoint = join_cluster.plane.server.removeprefix("https://")
+    service = start(
+        parse_args(
+            [
+                "--attestation-variant", "qemu-vtpm", "--key-service-endpoint", join_cluster.keyservice_endpoint,
+                "--config-dir", str(confdir), "--kubernetes-dir", str(join_cluster.plane.root),
+                "--kubeconfig", str(join_cluster.service_kubeconfig), "--listen", "127.0.0.1:0",
+                "--api-server-endpoint", endpoint,
+            ]
+        )
+    )  # fmt: skip
+    assert service.ready.wait(30)
+    yield service
+    service.stop(grace=2)

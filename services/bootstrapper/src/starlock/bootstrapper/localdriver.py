@@ -7,8 +7,9 @@ ConfigMap, the Node annotated with it, ``internal-config``. The Node is register
 Ready by the driver itself, as its kubelet would.
 
 ``join_cluster`` does the kubelet's part of ``kubeadm join`` for real against the API server:
-TLS bootstrap with the ticket's bootstrap token (a kubelet-client CSR, approved and signed by the
-real controller manager), then, as ``system:node:<name>`` with that certificate, the Node object
+bootstrap-token discovery (the ``cluster-info`` JWS and the CA pin, as kubeadm), TLS bootstrap
+with the ticket's bootstrap token (a kubelet-client CSR, approved and signed by the real
+controller manager), then, as ``system:node:<name>`` with that certificate, the Node object
 registered and its Ready condition set.
 """
 
@@ -17,8 +18,11 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import hmac
+import http.client
 import json
 import os
+import ssl
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,10 +37,54 @@ from kubernetes import client, config
 
 from starlock.bootstrapper.initserver import InitParams
 
-__all__ = ["COMPONENTS_ANNOTATION", "LocalDriver", "components_config_map_name"]
+__all__ = ["COMPONENTS_ANNOTATION", "DiscoveryError", "LocalDriver", "components_config_map_name", "discover_ca"]
 
 COMPONENTS_ANNOTATION = "constellation.edgeless.systems/kubernetes-components"
 CSR_TIMEOUT = 60.0
+
+
+class DiscoveryError(Exception):
+    """Token discovery failed: cluster-info unsigned for this token, a bad signature, or a CA
+    whose public key does not match the pin."""
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def discover_ca(api_server_endpoint: str, token: str, ca_pin: str, timeout: float = 10.0) -> bytes:
+    """kubeadm's bootstrap-token discovery: read ``kube-public/cluster-info`` without trusting
+    the server yet, check its JWS for this token (HMAC-SHA256 keyed with the token secret), and
+    accept the CA only if its public key matches ``ca_pin`` (``sha256:<hex>``)."""
+    token_id, _, token_secret = token.partition(".")
+    host, _, port = api_server_endpoint.rpartition(":")
+    context = ssl._create_unverified_context()  # noqa: S323 - trust comes from the JWS and the pin below
+    conn = http.client.HTTPSConnection(host.strip("[]"), int(port), context=context, timeout=timeout)
+    try:
+        conn.request("GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info")
+        response = conn.getresponse()
+        body = response.read(1024 * 1024)
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise DiscoveryError(f"cluster-info: HTTP {response.status}")
+    data = json.loads(body).get("data") or {}
+    kubeconfig, jws = data.get("kubeconfig", ""), data.get(f"jws-kubeconfig-{token_id}", "")
+    header_b64, _, signature = jws.partition("..")
+    expected = hmac.new(token_secret.encode(), f"{header_b64}.{_b64url(kubeconfig.encode())}".encode(), hashlib.sha256)
+    if not jws or not hmac.compare_digest(_b64url(expected.digest()), signature):
+        raise DiscoveryError("cluster-info is not signed for this bootstrap token")
+    import yaml
+
+    cluster = yaml.safe_load(kubeconfig)["clusters"][0]["cluster"]
+    ca_pem = base64.b64decode(cluster["certificate-authority-data"])
+    for cert in x509.load_pem_x509_certificates(ca_pem):
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if hmac.compare_digest("sha256:" + hashlib.sha256(spki).hexdigest(), ca_pin):
+            return ca_pem
+    raise DiscoveryError("the cluster CA does not match the pinned public key")
 
 
 def components_config_map_name(components: list[Any]) -> str:
@@ -97,8 +145,10 @@ class LocalDriver:
 
     # --- join ------------------------------------------------------------------------------
 
-    def join_cluster(self, api_server: str, ca_pem: bytes, token: str, *, control_plane: bool) -> None:
-        """TLS bootstrap with ``token`` and register this node (what the kubelet does)."""
+    def join_cluster(self, api_server_endpoint: str, ca_pin: str, token: str, *, control_plane: bool) -> None:
+        """Discovery as ``kubeadm join`` does it, then TLS bootstrap and node registration."""
+        api_server = f"https://{api_server_endpoint}"
+        ca_pem = discover_ca(api_server_endpoint, token, ca_pin)
         with tempfile.TemporaryDirectory(prefix="starlock-kubelet-") as tmp:
             ca_file = Path(tmp) / "ca.crt"
             ca_file.write_bytes(ca_pem)
@@ -123,7 +173,9 @@ class LocalDriver:
             as_node.ssl_ca_cert = str(ca_file)
             as_node.cert_file = str(cert_file)
             as_node.key_file = str(key_file)
-            self._register_node(client.CoreV1Api(client.ApiClient(as_node)), {}, control_plane=control_plane)
+            # NodeRestriction: a node may not label itself node-role.*; kubeadm's mark-control-plane
+            # phase does that with admin credentials, which the local driver does not have here.
+            self._register_node(client.CoreV1Api(client.ApiClient(as_node)), {}, control_plane=False)
 
     def _tls_bootstrap(self, api: client.ApiClient, key: ec.EllipticCurvePrivateKey) -> bytes:
         subject = x509.Name(
