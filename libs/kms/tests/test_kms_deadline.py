@@ -108,8 +108,10 @@ def test_deadlines_are_per_thread(hung_listener: socket.socket, tmp_path: Path) 
         t.start()
     for t in threads:
         t.join(10)
-    assert 0.2 < took[0.3] < 1.0
-    assert 1.3 < took[1.5] < 3.0
+    # each thread is bounded by its own deadline, not by the other's nor by the 10 s client timeout;
+    # the upper bounds are loose on purpose (a loaded 2-core machine), the ordering is the point
+    assert 0.2 < took[0.3] < took[1.5]
+    assert 1.3 < took[1.5] < 6.0
     kms.close()
 
 
