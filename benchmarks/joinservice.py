@@ -46,6 +46,7 @@ from starlock.atls.rpc import attested_channel
 from starlock.joinproto import join_pb2, join_pb2_grpc, keyservice_pb2, keyservice_pb2_grpc
 from starlock.joinservice import kubeletca, tokens
 from starlock.kubecluster import ControlPlane
+from starlock.kubecluster.services import KeyService, install_join_service_objects, service_account_kubeconfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,45 +64,11 @@ def rss_mib(pid: int) -> float:
 
 
 def setup_cluster(plane: ControlPlane, work: Path) -> Path:
-    plane.kubectl("apply", "-f", str(REPO / "services/joinservice/deploy/rbac.yaml"))
-    admin = config.new_client_from_config(config_file=str(plane.admin_kubeconfig))
     comps = [{"url": "https://example.invalid/kubeadm", "hash": "sha256:" + "aa" * 32, "install_path": "/opt/kubeadm"}]
-    client.CoreV1Api(admin).create_namespaced_config_map(
-        "kube-system",
-        {
-            "metadata": {"name": "k8s-components-bench"},
-            "data": {"components": json.dumps(comps), "cluster-version": "v1.37.2"},
-        },
+    install_join_service_objects(
+        plane, REPO / "services/joinservice/deploy/rbac.yaml", components=comps, components_name="k8s-components-bench"
     )
-    client.CustomObjectsApi(admin).create_cluster_custom_object(
-        "update.edgeless.systems",
-        "v1alpha1",
-        "nodeversions",
-        {
-            "apiVersion": "update.edgeless.systems/v1alpha1",
-            "kind": "NodeVersion",
-            "metadata": {"name": "constellation-version"},
-            "spec": {"kubernetesComponentsReference": "k8s-components-bench"},
-        },
-    )
-    token = plane.kubectl("create", "token", "join-service", "-n", "kube-system", "--duration=4h", secret_output=True)
-    kubeconfig = work / "join-service.kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_cert)}}
-                ],
-                "users": [{"name": "u", "user": {"token": token.strip()}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
-    kubeconfig.chmod(0o600)
-    return kubeconfig
+    return service_account_kubeconfig(plane, work / "join-service.kubeconfig")
 
 
 def start_process(args: list[str], log: Path, ready: Callable[[], bool]) -> subprocess.Popen[bytes]:
@@ -209,14 +176,8 @@ def main() -> None:
     work.chmod(0o700)
     with ControlPlane() as plane:
         kubeconfig = setup_cluster(plane, work)
-        (work / "mastersecret").write_bytes(secrets.token_bytes(32))
-        (work / "salt").write_bytes(secrets.token_bytes(32))
-        ks_socket = work / "ks" / "keyservice.sock"
-        keyservice = start_process(
-            [sys.executable, "-m", "starlock.kms.keyservice", "--unix", str(ks_socket),
-             "--master-secret", str(work / "mastersecret"), "--salt", str(work / "salt")],
-            work / "keyservice.log", ks_socket.exists,
-        )  # fmt: skip
+        keyservice = KeyService.create().start()
+        ks_socket = keyservice.socket_path
         confdir = work / "config"
         confdir.mkdir()
         (confdir / "measurementSalt").write_bytes(secrets.token_bytes(32))
@@ -259,8 +220,7 @@ def main() -> None:
         finally:
             join.terminate()
             join.wait(30)
-            keyservice.terminate()
-            keyservice.wait(30)
+            keyservice.close()
 
 
 def qemu(port_file: Path, join_args: list[str], plane: ControlPlane, work: Path, args: argparse.Namespace) -> None:

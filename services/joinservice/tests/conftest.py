@@ -9,18 +9,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +23,7 @@ from kubernetes import client, config
 
 from starlock.joinservice.cli import JoinService, parse_args, start
 from starlock.kubecluster import ControlPlane
+from starlock.kubecluster.services import KeyService, install_join_service_objects, service_account_kubeconfig
 
 pytest_plugins = ["starlock.kubecluster.pytest_plugin"]
 
@@ -61,109 +56,27 @@ class Cluster:
     kubeadm_config: Path
 
 
-def _service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
-    token = plane.kubectl(
-        "create", "token", "join-service", "-n", "kube-system", "--duration=4h", secret_output=True
-    ).strip()
-    path = directory / "join-service.kubeconfig"
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_cert)}}],
-        "users": [{"name": "join-service", "user": {"token": token}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "join-service"}}],
-        "current-context": "c",
-    }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(doc, out)
-    return path
-
-
 @pytest.fixture(scope="session")
 def cluster(kube_control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
     plane = kube_control_plane
-    plane.kubectl("apply", "-f", str(RBAC))
+    install_join_service_objects(
+        plane, RBAC, components=COMPONENTS, components_name=COMPONENTS_CM, cluster_version=CLUSTER_VERSION
+    )
     directory = tmp_path_factory.mktemp("cluster")
     admin = config.new_client_from_config(config_file=str(plane.admin_kubeconfig))
-    core = client.CoreV1Api(admin)
-    core.create_namespaced_config_map(
-        "kube-system",
-        client.V1ConfigMap(
-            metadata=client.V1ObjectMeta(name=COMPONENTS_CM),
-            data={"components": json.dumps(COMPONENTS), "cluster-version": CLUSTER_VERSION},
-            immutable=True,
-        ),
-    )
-    client.CustomObjectsApi(admin).create_cluster_custom_object(
-        "update.edgeless.systems",
-        "v1alpha1",
-        "nodeversions",
-        {
-            "apiVersion": "update.edgeless.systems/v1alpha1",
-            "kind": "NodeVersion",
-            "metadata": {"name": "constellation-version"},
-            "spec": {"kubernetesComponentsReference": COMPONENTS_CM, "kubernetesClusterVersion": CLUSTER_VERSION},
-        },
-    )
     kubeadm_config = directory / "ClusterConfiguration"
     kubeadm_config.write_text("apiServer:\n  certSANs:\n  - 192.0.2.10\n  - cp.example.internal\n")
-    return Cluster(plane, admin, _service_account_kubeconfig(plane, directory), kubeadm_config)
+    service_kubeconfig = service_account_kubeconfig(plane, directory / "join-service.kubeconfig")
+    return Cluster(plane, admin, service_kubeconfig, kubeadm_config)
 
 
 # --- the key service ----------------------------------------------------------------------------
 
 
-@dataclass
-class KeyService:
-    socket_path: Path
-    master_secret: bytes
-    salt: bytes
-    args: list[str]
-    proc: subprocess.Popen[bytes] | None = None
-    log: Path = field(default_factory=lambda: Path(tempfile.mktemp(prefix="keyservice-", suffix=".log")))
-
-    @property
-    def endpoint(self) -> str:
-        return f"unix:{self.socket_path}"
-
-    def start(self) -> KeyService:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"starlock-keyservice exited: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.socket(socket.AF_UNIX) as probe:
-                    probe.connect(str(self.socket_path))
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("starlock-keyservice did not listen within 30 s")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(15)
-
-
 @pytest.fixture(scope="session")
 def keyservice() -> Iterator[KeyService]:
-    directory = Path(tempfile.mkdtemp(prefix="sljs-", dir="/tmp"))
-    directory.chmod(0o700)
-    master, salt = secrets.token_bytes(32), secrets.token_bytes(32)
-    (directory / "mastersecret").write_bytes(master)
-    (directory / "salt").write_bytes(salt)
-    sock = directory / "ks" / "keyservice.sock"
-    args = [
-        sys.executable, "-m", "starlock.kms.keyservice", "--unix", str(sock),
-        "--master-secret", str(directory / "mastersecret"), "--salt", str(directory / "salt"), "--shutdown-grace", "1",
-    ]  # fmt: skip
-    service = KeyService(sock, master, salt, args).start()
-    yield service
-    service.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+    with KeyService.create(extra_args=("--shutdown-grace", "1")) as service:
+        yield service
 
 
 # --- the join service ----------------------------------------------------------------------------
