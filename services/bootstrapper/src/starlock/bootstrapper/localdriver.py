@@ -27,7 +27,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,16 +35,31 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client, config
 
 from starlock.bootstrapper.initserver import InitParams
+from starlock.bootstrapper.kubeobjects import (
+    COMPONENTS_ANNOTATION,
+    components_config_map_name,
+    create_components_config_map,
+    create_internal_config,
+)
 
 __all__ = ["COMPONENTS_ANNOTATION", "DiscoveryError", "LocalDriver", "components_config_map_name", "discover_ca"]
 
-COMPONENTS_ANNOTATION = "constellation.edgeless.systems/kubernetes-components"
 CSR_TIMEOUT = 60.0
 
 
 class DiscoveryError(Exception):
     """Token discovery failed: cluster-info unsigned for this token, a bad signature, or a CA
     whose public key does not match the pin."""
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """0600 in a 0700 directory; replaced atomically (a re-join after a reset rewrites it)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    tmp.replace(path)
 
 
 def _b64url(data: bytes) -> str:
@@ -87,61 +101,45 @@ def discover_ca(api_server_endpoint: str, token: str, ca_pin: str, timeout: floa
     raise DiscoveryError("the cluster CA does not match the pinned public key")
 
 
-def components_config_map_name(components: list[Any]) -> str:
-    digest = hashlib.sha256("".join(c.hash for c in components).encode()).hexdigest()
-    return f"k8s-components-sha256-{digest}"
-
-
-def _components_json(components: list[Any]) -> str:
-    items = []
-    for c in components:
-        item: dict[str, Any] = {}
-        for name in ("url", "hash", "install_path", "extract"):
-            value = getattr(c, name)
-            if value:
-                item[name] = value
-        items.append(item)
-    return json.dumps(items, separators=(",", ":"))
-
-
 class LocalDriver:
-    def __init__(self, node_name: str, node_ip: str, plane: Callable[[], Any]) -> None:
-        """``plane()`` returns the running control plane (a ``starlock.kubecluster.ControlPlane``)."""
+    def __init__(
+        self, node_name: str, node_ip: str, admin_kubeconfig: Callable[[], Path] | None, kubelet_dir: Path
+    ) -> None:
+        """``admin_kubeconfig()``: the admin kubeconfig of the running control plane (for
+        ``init_cluster``; a ``starlock.kubecluster.ControlPlane`` has one). ``kubelet_dir``:
+        where the kubelet's kubeconfig, CA and client certificate are kept (on the state disk),
+        so :meth:`start_kubelet` works after a reboot."""
         self.node_name = node_name
         self.node_ip = node_ip
-        self._plane = plane
+        self._admin_kubeconfig = admin_kubeconfig
+        self.kubelet_dir = kubelet_dir
+
+    @property
+    def kubelet_kubeconfig(self) -> Path:
+        return self.kubelet_dir / "kubelet.conf"
+
+    def start_kubelet(self) -> None:
+        """What (re)starting the kubelet does for the API server: the Node reported Ready, with
+        the credentials kept at init or join."""
+        if not self.kubelet_kubeconfig.exists():
+            raise FileNotFoundError(f"{self.kubelet_kubeconfig}: the node was never initialized or joined here")
+        api = config.new_client_from_config(config_file=str(self.kubelet_kubeconfig))  # type: ignore[no-untyped-call]
+        self._register_node(client.CoreV1Api(api), {}, control_plane=False)
 
     # --- init ------------------------------------------------------------------------------
 
     def init_cluster(self, params: InitParams) -> bytes:
-        plane = self._plane()
-        admin = config.new_client_from_config(config_file=str(plane.admin_kubeconfig))  # type: ignore[no-untyped-call]
+        if self._admin_kubeconfig is None:
+            raise RuntimeError("the local driver was given no control plane to initialize")
+        admin_kubeconfig = self._admin_kubeconfig()
+        admin = config.new_client_from_config(config_file=str(admin_kubeconfig))  # type: ignore[no-untyped-call]
         core = client.CoreV1Api(admin)
-        name = components_config_map_name(params.components)
-        try:
-            core.create_namespaced_config_map(
-                "kube-system",
-                client.V1ConfigMap(
-                    metadata=client.V1ObjectMeta(name=name),
-                    data={
-                        "components": _components_json(params.components),
-                        "cluster-version": params.kubernetes_version,
-                    },
-                    immutable=True,
-                ),
-            )
-        except client.ApiException as exc:
-            if exc.status != 409:
-                raise
+        name = create_components_config_map(core, params)
         self._register_node(core, {COMPONENTS_ANNOTATION: name}, control_plane=True)
-        try:
-            core.create_namespaced_config_map(
-                "kube-system", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="internal-config"))
-            )
-        except client.ApiException as exc:
-            if exc.status != 409:
-                raise
-        return bytes(plane.admin_kubeconfig.read_bytes())
+        create_internal_config(core)
+        kubeconfig = admin_kubeconfig.read_bytes()
+        _write_private(self.kubelet_kubeconfig, kubeconfig)  # kubeadm init leaves the node its credentials too
+        return kubeconfig
 
     # --- join ------------------------------------------------------------------------------
 
@@ -159,23 +157,37 @@ class LocalDriver:
             bootstrap.api_key_prefix = {"authorization": "Bearer"}
             key = ec.generate_private_key(ec.SECP256R1())
             cert_pem = self._tls_bootstrap(client.ApiClient(bootstrap), key)
-            cert_file, key_file = Path(tmp) / "kubelet.crt", Path(tmp) / "kubelet.key"
-            cert_file.write_bytes(cert_pem)
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(
-                    key.private_bytes(
-                        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-                    )
-                )
-            as_node = client.Configuration()
-            as_node.host = api_server
-            as_node.ssl_ca_cert = str(ca_file)
-            as_node.cert_file = str(cert_file)
-            as_node.key_file = str(key_file)
-            # NodeRestriction: a node may not label itself node-role.*; kubeadm's mark-control-plane
-            # phase does that with admin credentials, which the local driver does not have here.
-            self._register_node(client.CoreV1Api(client.ApiClient(as_node)), {}, control_plane=False)
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        # As the kubelet after its TLS bootstrap: the CA, the rotated client certificate and a
+        # kubeconfig that uses them, kept for restarts.
+        ca_path, pair_path = self.kubelet_dir / "ca.crt", self.kubelet_dir / "kubelet-client-current.pem"
+        _write_private(ca_path, ca_pem)
+        _write_private(pair_path, cert_pem + key_pem)
+        _write_private(
+            self.kubelet_kubeconfig,
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {"name": "default", "cluster": {"server": api_server, "certificate-authority": str(ca_path)}}
+                    ],
+                    "users": [
+                        {
+                            "name": "kubelet",
+                            "user": {"client-certificate": str(pair_path), "client-key": str(pair_path)},
+                        }
+                    ],
+                    "contexts": [{"name": "default", "context": {"cluster": "default", "user": "kubelet"}}],
+                    "current-context": "default",
+                }
+            ).encode(),
+        )
+        # NodeRestriction: a node may not label itself node-role.*; kubeadm's mark-control-plane
+        # phase does that with admin credentials, which the local driver does not have here.
+        self.start_kubelet()
 
     def _tls_bootstrap(self, api: client.ApiClient, key: ec.EllipticCurvePrivateKey) -> bytes:
         subject = x509.Name(
