@@ -135,7 +135,12 @@ def init_node(node: Node, kube_control_plane: ControlPlane) -> Iterator[Callable
             init_secret_hash=bcrypt.hashpw(INIT_SECRET, bcrypt.gensalt(rounds=4)),
             node_lock=lock or NodeLock(node.tpm.tcti, node.root / "nodelock" / "lock"),
             disk=disk,
-            driver=LocalDriver("starlock-cp-0", "192.0.2.30", lambda: kube_control_plane),
+            driver=LocalDriver(
+                "starlock-cp-0",
+                "192.0.2.30",
+                lambda: kube_control_plane.admin_kubeconfig,
+                disk.mount_point() / "kubelet",
+            ),
             cleaner=cleaner,
             ssh_dir=ssh_dir,
             principals=lambda: ["192.0.2.30", "starlock-cp-0"],
@@ -172,86 +177,20 @@ class JoinCluster:
 @pytest.fixture(scope="session")
 def join_cluster(kube_control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinCluster]:
     """The join service's side of the cluster: RBAC, NodeVersion, components, a key service."""
-    import json
-    import shutil
-    import socket
-    import subprocess
-    import sys
-    import tempfile
-    import time
-
-    from kubernetes import client, config
+    from starlock.kubecluster.services import KeyService, install_join_service_objects, service_account_kubeconfig
 
     plane = kube_control_plane
-    plane.kubectl("apply", "-f", str(Path(__file__).parents[2] / "joinservice" / "deploy" / "rbac.yaml"))
-    admin = config.new_client_from_config(config_file=str(plane.admin_kubeconfig))
-    components = [
-        {"url": "https://example.invalid/kubeadm", "hash": "sha256:" + "ab" * 32, "install_path": "/opt/kubeadm"}
-    ]
-    try:
-        client.CoreV1Api(admin).create_namespaced_config_map(
-            "kube-system",
-            client.V1ConfigMap(
-                metadata=client.V1ObjectMeta(name="k8s-components-join"),
-                data={"components": json.dumps(components), "cluster-version": "v1.37.2"},
-            ),
-        )
-        client.CustomObjectsApi(admin).create_cluster_custom_object(
-            "update.edgeless.systems",
-            "v1alpha1",
-            "nodeversions",
-            {
-                "apiVersion": "update.edgeless.systems/v1alpha1",
-                "kind": "NodeVersion",
-                "metadata": {"name": "constellation-version"},
-                "spec": {"kubernetesComponentsReference": "k8s-components-join"},
-            },
-        )
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
-    token = plane.kubectl("create", "token", "join-service", "-n", "kube-system", "--duration=4h", secret_output=True)
-    work = tmp_path_factory.mktemp("join-cluster")
-    kubeconfig = work / "join-service.kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_cert)}}
-                ],
-                "users": [{"name": "u", "user": {"token": token.strip()}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
+    install_join_service_objects(
+        plane,
+        Path(__file__).parents[2] / "joinservice" / "deploy" / "rbac.yaml",
+        components=[
+            {"url": "https://example.invalid/kubeadm", "hash": "sha256:" + "ab" * 32, "install_path": "/opt/kubeadm"}
+        ],
+        components_name="k8s-components-join",
     )
-    kubeconfig.chmod(0o600)
-    secrets_dir = Path(tempfile.mkdtemp(prefix="slbs-", dir="/tmp"))
-    secrets_dir.chmod(0o700)
-    master, salt = secrets.token_bytes(32), secrets.token_bytes(32)
-    (secrets_dir / "mastersecret").write_bytes(master)
-    (secrets_dir / "salt").write_bytes(salt)
-    sock = secrets_dir / "ks" / "keyservice.sock"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "starlock.kms.keyservice", "--unix", str(sock), "--master-secret",
-         str(secrets_dir / "mastersecret"), "--salt", str(secrets_dir / "salt")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.socket(socket.AF_UNIX) as probe:
-                probe.connect(str(sock))
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "starlock-keyservice did not start"
-            time.sleep(0.05)
-    yield JoinCluster(plane, master, salt, kubeconfig, f"unix:{sock}")
-    proc.terminate()
-    proc.wait(15)
-    shutil.rmtree(secrets_dir, ignore_errors=True)
+    kubeconfig = service_account_kubeconfig(plane, tmp_path_factory.mktemp("join-cluster") / "join-service.kubeconfig")
+    with KeyService.create() as keys:
+        yield JoinCluster(plane, keys.master_secret, keys.salt, kubeconfig, keys.endpoint)
 
 
 @pytest.fixture

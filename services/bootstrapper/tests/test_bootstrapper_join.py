@@ -38,7 +38,7 @@ def _client(
         endpoints=lambda: list(endpoints),
         disk=disk,
         node_lock=NodeLock(node.tpm.tcti, node.root / "nodelock" / "lock"),
-        driver=LocalDriver(name, "192.0.2.40", lambda: None),
+        driver=LocalDriver(name, "192.0.2.40", None, disk.mount_point() / "kubelet"),
         on_locked=cleaner.clean,
         role=role,
         node_name=name,

@@ -1,8 +1,8 @@
 """starlock-bootstrapper: initializes the first node or joins a node, exactly once per node.
 
-Status: the init server, the node state, the cleaner, the file-backed state disk and the
-``local`` driver exist; the join client, the rejoin, the LUKS2 disk, the ``kubeadm`` driver and
-the process entry point do not yet (see the README).
+The process is ``starlock-bootstrapper`` (:mod:`starlock.bootstrapper.cli`); the parts: the init
+server, the join client, the rejoin, metadata providers, the LUKS2 and file state disks, the
+``kubeadm`` and ``local`` drivers (see the README).
 """
 
 from starlock.bootstrapper.cleaner import Cleaner
