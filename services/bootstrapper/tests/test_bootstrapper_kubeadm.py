@@ -4,6 +4,7 @@ upstream command sequence and creates its objects on the real API server."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -24,6 +25,12 @@ from starlock.joinproto import components_pb2
 from starlock.kubecluster import ControlPlane
 
 TOKEN = "abcdef.0123456789abcdef"
+KUBEADM_STANDIN = b"#!/bin/sh\necho kubeadm stand-in\n"
+COMPONENT = components_pb2.Component(
+    url="data:application/octet-stream;base64," + base64.b64encode(KUBEADM_STANDIN).decode(),
+    hash="sha256:" + hashlib.sha256(KUBEADM_STANDIN).hexdigest(),
+    install_path="/run/state/bin/kubeadm",
+)
 
 
 def _params(**kw: Any) -> InitParams:
@@ -31,7 +38,7 @@ def _params(**kw: Any) -> InitParams:
         "kubernetes_version": "v1.37.2",
         "cluster_name": "starlock-kubeadm",
         "conformance_mode": False,
-        "components": [components_pb2.Component(url="https://example.invalid/k", hash="sha256:" + "cd" * 32)],
+        "components": [COMPONENT],
         "apiserver_cert_sans": ["203.0.113.9", "", "cluster.example"],
         "service_cidr": "10.96.0.0/12",
         "cluster_id": bytes(32),
@@ -140,7 +147,7 @@ def test_kubeadm_join_discovers_the_real_cluster(kube_control_plane: ControlPlan
     # (an unknown token is not tried here: kubeadm waits its whole discovery timeout for a JWS)
 
 
-def test_init_runs_upstreams_sequence_and_creates_the_objects(kube_control_plane: ControlPlane) -> None:
+def test_init_runs_upstreams_sequence_and_creates_the_objects(kube_control_plane: ControlPlane, tmp_path: Path) -> None:
     """kubeadm init itself needs a container runtime; the runner records the sequence and, at
     ``init``, registers the Node as the kubelet would. The post-init objects are real."""
     plane = kube_control_plane
@@ -164,10 +171,12 @@ def test_init_runs_upstreams_sequence_and_creates_the_objects(kube_control_plane
 
     driver = KubeadmDriver(
         "kubeadm-init-node", "192.0.2.8", "qemu:///i", kubeadm="kubeadm", kubeconfig_dir=plane.admin_kubeconfig.parent,
-        run=runner,
+        run=runner, root=tmp_path,
     )  # fmt: skip
     params = _params()
     assert driver.init_cluster(params) == b"apiVersion: v1\nkind: Config\n"
+    installed = tmp_path / "run" / "state" / "bin" / "kubeadm"  # the components first, hash-checked
+    assert installed.read_bytes() == KUBEADM_STANDIN and installed.stat().st_mode & 0o777 == 0o544
     assert [c[1:3] for c in calls] == [["init", "phase"], ["init", "phase"], ["init", "-v=5"], ["kubeconfig", "user"]]
     assert "--skip-phases=preflight,certs,addon/coredns,addon/kube-proxy" in calls[2]
     assert calls[3][calls[3].index("--client-name") + 1] == "starlock-kubeadm-admin"
@@ -185,12 +194,18 @@ def test_a_failing_step_is_named(tmp_path: Path) -> None:
     def failing(argv: list[str], stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
         return subprocess.CompletedProcess(argv, 1, b"", b"line1\n[ERROR Port-6443]: Port 6443 is in use\n")
 
-    driver = KubeadmDriver("n", "192.0.2.5", "p", run=failing)
+    driver = KubeadmDriver("n", "192.0.2.5", "p", run=failing, root=tmp_path / "root")
     with pytest.raises(KubeadmError, match=r"init phase preflight failed \(1\).*Port 6443 is in use"):
         driver.init_cluster(_params())
     with pytest.raises(KubeadmError, match="starting the kubelet"):
         driver.start_kubelet()
-    missing = KubeadmDriver("n", "192.0.2.5", "p", kubeadm=str(tmp_path / "no-kubeadm"))
+    missing = KubeadmDriver("n", "192.0.2.5", "p", kubeadm=str(tmp_path / "no-kubeadm"), root=tmp_path / "root")
     with pytest.raises(KubeadmError, match="FileNotFoundError"):
         missing.join_cluster("192.0.2.1:6443", "sha256:" + "ab" * 32, TOKEN, control_plane=False)
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == ["root"]
+    bad = _params(
+        components=[components_pb2.Component(url=COMPONENT.url, hash="sha256:" + "00" * 32, install_path="/k")]
+    )
+    with pytest.raises(KubeadmError, match=r"installing the Kubernetes components: .*hash mismatch"):
+        driver.init_cluster(bad)
+    assert not (tmp_path / "root" / "k").exists()

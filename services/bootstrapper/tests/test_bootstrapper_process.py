@@ -52,6 +52,7 @@ class Run:
     endpoint: str = ""
     join_port: int = 30090
     admin_kubeconfig: Path | None = None
+    verbose: bool = True  # the secret scan covers the debug level too
     logs: list[Path] = field(default_factory=list)
 
     @property
@@ -79,6 +80,8 @@ class Run:
         ]  # fmt: skip
         if self.admin_kubeconfig:
             args += ["--local-admin-kubeconfig", str(self.admin_kubeconfig)]
+        if self.verbose:
+            args.append("-v")
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=(self.node.root / f"stderr-{n}.log").open("wb"))
 
     def run(self, timeout: float = 120) -> int:

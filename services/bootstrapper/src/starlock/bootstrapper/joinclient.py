@@ -43,7 +43,9 @@ class JoinError(Exception):
 
 
 class Driver(Protocol):
-    def join_cluster(self, api_server_endpoint: str, ca_pin: str, token: str, *, control_plane: bool) -> None: ...
+    def join_cluster(
+        self, api_server_endpoint: str, ca_pin: str, token: str, *, control_plane: bool, components: list[Any]
+    ) -> None: ...
 
 
 class NodeLockLike(Protocol):
@@ -207,6 +209,7 @@ class JoinClient:
                     ticket.discovery_token_ca_cert_hash,
                     ticket.token,
                     control_plane=self._role is Role.CONTROL_PLANE,
+                    components=list(ticket.kubernetes_components),
                 )
                 self.joined = True
                 _log.info(

@@ -5,13 +5,14 @@ step 3, then ``kubeadm init phase preflight``, ``init phase certs all``, ``kubea
 --skip-phases=preflight,certs,addon/coredns[,addon/kube-proxy]`` and ``kubeadm kubeconfig user
 --client-name <cluster>-admin --org system:masters`` (its output is the admin kubeconfig), then
 the objects every driver creates (components ConfigMap, the Node annotated, ``internal-config``).
-``join_cluster``: a JoinConfiguration with bootstrap-token discovery (endpoint, token, CA pin)
+Both first install the components (:mod:`starlock.bootstrapper.installer`: https or ``data:``,
+sha256-checked). ``join_cluster``: a JoinConfiguration with bootstrap-token discovery (endpoint, token, CA pin)
 and ``kubeadm join -v=5 --config F``. ``start_kubelet``: ``systemctl enable --now kubelet``.
 
 Upstream writes ``kubeadm.k8s.io/v1beta3``; kubeadm 1.37 reads v1beta4 only, whose ``extraArgs``
 are lists of name/value pairs. The configuration files hold the bootstrap token: they are written
-0600 into a private temporary directory and removed after the command. Installing the
-components (download, hash check), the audit policy and etcd I/O priority are not done here.
+0600 into a private temporary directory and removed after the command. The audit policy
+file and etcd I/O priority are not done here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,7 @@ class KubeadmDriver:
     kubeadm: str = "kubeadm"
     kubeconfig_dir: Path = Path("/etc/kubernetes")
     patches_dir: str = PATCHES_DIR
+    root: Path = Path("/")
     run: Runner = field(default=_run, repr=False)
 
     @classmethod
@@ -83,7 +85,7 @@ class KubeadmDriver:
         binary = shutil.which("kubeadm", path=f"/run/state/bin:{os.environ.get('PATH', '')}") or "kubeadm"
         return cls(
             me.name, me.vpc_ip, me.provider_id, csp=csp, lb_host=lb_host, kubeadm=binary,
-            kubeconfig_dir=root / "etc" / "kubernetes",
+            kubeconfig_dir=root / "etc" / "kubernetes", root=root,
         )  # fmt: skip
 
     # --- configuration --------------------------------------------------------------------
@@ -205,7 +207,16 @@ class KubeadmDriver:
             raise KubeadmError(f"kubeadm {step} failed ({done.returncode}): {' | '.join(tail)}")
         return done.stdout
 
+    def _install(self, components: list[Any]) -> None:
+        from starlock.bootstrapper.installer import InstallError, install_components
+
+        try:
+            install_components(components, root=self.root)
+        except InstallError as exc:
+            raise KubeadmError(f"installing the Kubernetes components: {exc}") from None
+
     def init_cluster(self, params: InitParams) -> bytes:
+        self._install(params.components)
         skip = ["preflight", "certs", "addon/coredns"]
         if not params.conformance_mode:
             skip.append("addon/kube-proxy")
@@ -245,7 +256,10 @@ class KubeadmDriver:
         core.patch_node(self.node_name, {"metadata": {"annotations": {COMPONENTS_ANNOTATION: name}}})
         create_internal_config(core)
 
-    def join_cluster(self, api_server_endpoint: str, ca_pin: str, token: str, *, control_plane: bool) -> None:
+    def join_cluster(
+        self, api_server_endpoint: str, ca_pin: str, token: str, *, control_plane: bool, components: Sequence[Any] = ()
+    ) -> None:
+        self._install(list(components))
         text = self.join_configuration(api_server_endpoint, ca_pin, token, control_plane=control_plane)
         with self._config_file(text) as conf:
             self._kubeadm("join", ["join", "-v=5", "--config", str(conf)])

@@ -25,8 +25,9 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -143,8 +144,11 @@ class LocalDriver:
 
     # --- join ------------------------------------------------------------------------------
 
-    def join_cluster(self, api_server_endpoint: str, ca_pin: str, token: str, *, control_plane: bool) -> None:
-        """Discovery as ``kubeadm join`` does it, then TLS bootstrap and node registration."""
+    def join_cluster(
+        self, api_server_endpoint: str, ca_pin: str, token: str, *, control_plane: bool, components: Sequence[Any] = ()
+    ) -> None:
+        """Discovery as ``kubeadm join`` does it, then TLS bootstrap and node registration.
+        ``components`` are not installed: the demo machine runs no kubelet."""
         api_server = f"https://{api_server_endpoint}"
         ca_pem = discover_ca(api_server_endpoint, token, ca_pin)
         with tempfile.TemporaryDirectory(prefix="starlock-kubelet-") as tmp:
