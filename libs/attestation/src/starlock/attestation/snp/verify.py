@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from starlock.attestation.errors import (
     AttestationError,
@@ -363,6 +364,8 @@ class SnpVerifier:
         fp = self._fingerprint(cert)
         info = self._signers.get(fp)
         if info is None:
+            if isinstance(signer, x509.Certificate):
+                cert = _reloaded(cert)
             info = parse_endorsement_key(cert, expected=signing_key)
             self._remember(self._signers, fp, info)
         elif info.kind is not signing_key:
@@ -398,6 +401,8 @@ class SnpVerifier:
         )
         verified = self._chains.get(key)
         if verified is None:
+            if not isinstance(chain, bytes | bytearray):
+                certs = [_reloaded(c) for c in certs]
             intermediate, ark = select_chain(certs, product, signing_key)
             verified = verify_chain(
                 cert,
@@ -443,6 +448,17 @@ def _signature(report: AttestationReport, chain: VerifiedChain) -> tuple[None, s
 def _parse(report: AttestationReport | bytes) -> tuple[AttestationReport, str]:
     parsed = report if isinstance(report, AttestationReport) else parse_report(report)
     return parsed, f"version {parsed.version}, {parsed.signing_key.name}-signed"
+
+
+def _reloaded(cert: x509.Certificate) -> x509.Certificate:
+    """A caller's certificate object, loaded again from its DER through :func:`load_certificates`.
+
+    cryptography decodes names, validity and extensions lazily, so a certificate object that was not
+    loaded by :mod:`starlock.attestation.trust` can raise ValueError, TypeError or
+    DuplicateExtension at first use, deep inside the chain checks. Loading it again checks all of
+    them now and turns a failure into :class:`MalformedEvidence` (found by tests/differential).
+    """
+    return load_certificates(cert.public_bytes(Encoding.DER), max_certs=1)[0]
 
 
 def _one_certificate(data: bytes) -> x509.Certificate:
