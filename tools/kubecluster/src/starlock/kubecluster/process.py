@@ -107,6 +107,16 @@ class Component:
         )
         return self
 
+    @property
+    def returncode(self) -> int | None:
+        return self._process.poll() if self._process is not None else None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to exit; its status (``subprocess.TimeoutExpired`` on timeout)."""
+        if self._process is None:
+            raise ComponentError(self.name, "was never started", str(self.log))
+        return self._process.wait(timeout)
+
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

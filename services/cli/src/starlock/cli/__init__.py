@@ -1,0 +1,1 @@
+"""``starlock``: the operator's command line (``init``, ``verify``) for a Starlock cluster."""

@@ -1,0 +1,5 @@
+import sys
+
+from starlock.cli.main import main
+
+sys.exit(main())

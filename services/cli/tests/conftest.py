@@ -1,0 +1,127 @@
+"""Real parts for the operator CLI: a booted swtpm node running the real ``starlock-bootstrapper``
+(``local`` driver, the real control plane) and the CLI run as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+
+from starlock.kubecluster import ControlPlane
+
+pytest_plugins = ["starlock.kubecluster.pytest_plugin"]
+
+INIT_SECRET = b"operator-init-secret-0123456789"
+
+
+def skip_or_fail(message: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def starlock(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "starlock.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@dataclass
+class Booted:
+    """A swtpm node after a synthetic measured boot, and the attestation config it satisfies."""
+
+    root: Path
+    tpm: Any
+    config: Path
+    measurements: dict[str, dict[str, object]]
+
+    @property
+    def event_log(self) -> Path:
+        return self.root / "eventlog.bin"
+
+    def config_with(self, index: int, expected: str) -> Path:
+        changed = dict(self.measurements)
+        changed[str(index)] = {"expected": expected, "warnOnly": False}
+        path = self.root / f"config-{index}.json"
+        path.write_text(json.dumps({"measurements": changed}))
+        return path
+
+
+@pytest.fixture
+def booted(tmp_path: Path) -> Iterator[Booted]:
+    try:
+        import tpm2_pytss  # noqa: F401
+
+        from starlock.attestation.swtpm import Swtpm, SwtpmNotFound, find_swtpm
+
+        binary = find_swtpm()
+    except (ImportError, SwtpmNotFound) as exc:
+        skip_or_fail(f"swtpm / tpm2-pytss not available: {exc}")
+        raise
+    from starlock.attestation.document import HASH_ALG_IDS
+    from starlock.attestation.measured_boot import replay, run_synthetic_boot
+
+    with Swtpm(tmp_path / "tpm", binary=binary) as tpm:
+        events = run_synthetic_boot(tpm.tcti, tmp_path / "eventlog.bin")
+        golden = replay(events, HASH_ALG_IDS["SHA256"], sorted({e.pcr for e in events}))
+        measurements: dict[str, dict[str, object]] = {
+            str(i): {"expected": v.hex(), "warnOnly": False} for i, v in golden.items()
+        }
+        measurements["15"] = {"expected": "00" * 32, "warnOnly": False}
+        config = tmp_path / "attestation-config.json"
+        config.write_text(json.dumps({"measurements": measurements}))
+        yield Booted(tmp_path, tpm, config, measurements)
+
+
+@pytest.fixture
+def init_node(booted: Booted, kube_control_plane: ControlPlane) -> Iterator[Callable[[], int]]:
+    """Start the real bootstrapper on the node (first node, control plane); returns its init port."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> int:
+        port = free_port()
+        me = {"Name": "cli-cp-0", "ProviderID": "local:///cli-cp-0", "Role": "ControlPlane", "VPCIP": "127.0.0.1"}
+        meta = booted.root / "metadata.json"
+        init_hash = bcrypt.hashpw(INIT_SECRET, bcrypt.gensalt(rounds=4)).decode()
+        meta.write_text(json.dumps({"self": me, "initSecretHash": init_hash}))
+        args = [
+            sys.executable, "-m", "starlock.bootstrapper.cli", "--variant", "qemu-vtpm", "--csp", "qemu",
+            "--tcti", booted.tpm.tcti, "--event-log", str(booted.event_log), "--metadata", f"local:{meta}",
+            "--state-disk", f"file:{booted.root / 'disk'}", "--driver", "local", "--root", str(booted.root / "fs"),
+            "--listen", f"127.0.0.1:{port}", "--join-interval", "0.2", "--on-fatal", "exit",
+            "--local-admin-kubeconfig", str(kube_control_plane.admin_kubeconfig),
+            "--log-file", str(booted.root / "bootstrapper.log"),
+        ]  # fmt: skip
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(proc)
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (booted.root / "bootstrapper.log").read_text()[-2000:]
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return port
+            except OSError:
+                assert time.monotonic() < deadline, "the init server did not listen"
+                time.sleep(0.1)
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
