@@ -210,7 +210,31 @@ def _str(value: Any, name: str) -> str:
         return ""
     if not isinstance(value, str) or len(value) > 1024:
         raise MalformedEvidence(f"field {name}: expected a string of at most 1024 characters")
+    _require_text(value, name)
     return value
+
+
+def _require_text(value: str, name: str) -> None:
+    """JSON can escape a lone surrogate (``\\ud800``), which is not Unicode text: refuse it here,
+    or re-encoding the document later would fail."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedEvidence(f"field {name}: not valid Unicode text (a lone surrogate)") from None
+
+
+def _require_text_tree(value: Any, name: str, depth: int = 0) -> None:
+    if depth > 32:
+        raise MalformedEvidence(f"field {name}: nested too deeply")
+    if isinstance(value, str):
+        _require_text(value, name)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _require_text(str(key), name)
+            _require_text_tree(item, f"{name}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _require_text_tree(item, name, depth + 1)
 
 
 def _parse_hash(value: Any) -> int:
@@ -311,6 +335,7 @@ def _parse_tee(att: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if tee is not None:
         if not isinstance(tee, dict):
             raise MalformedEvidence("field TeeAttestation: not an object")
+        _require_text_tree(tee, "TeeAttestation")
         return tee
     # protojson flattens the oneof into the message.
     for camel, go_name in (("sevSnpAttestation", "SevSnpAttestation"), ("tdxAttestation", "TdxAttestation")):
@@ -318,6 +343,7 @@ def _parse_tee(att: Mapping[str, Any]) -> Mapping[str, Any] | None:
             if key in att:
                 if not isinstance(att[key], dict):
                     raise MalformedEvidence(f"field {key}: not an object")
+                _require_text_tree(att[key], key)
                 return {go_name: att[key]}
     return None
 

@@ -36,7 +36,8 @@ __all__ = ["InitParams", "InitServer"]
 _log = logging.getLogger("starlock.bootstrapper")
 LOG_CHUNK = 1024
 DEFAULT_CLUSTER_NAME = "constellation"
-MAX_INIT_SECRET = 1024
+MAX_INIT_SECRET = 72  # bcrypt's limit: longer secrets cannot match a bcrypt hash
+MAX_PRINCIPALS = 256  # an OpenSSH certificate's principals, as cryptography enforces
 
 
 class NodeLockLike(Protocol):
@@ -156,6 +157,12 @@ class InitServer(init_pb2_grpc.APIServicer):
             raise InitFailed(grpc.StatusCode.INVALID_ARGUMENT, f"creating KMS client: {exc}") from None
         if len(req.measurement_salt) != 32:
             raise InitFailed(grpc.StatusCode.INVALID_ARGUMENT, "measurement_salt must be 32 bytes")
+        # checked before the lock: past it, a failure leaves the node unusable
+        principals = [*self._principals(), *req.apiserver_cert_sans]
+        if len(principals) > MAX_PRINCIPALS:
+            raise InitFailed(
+                grpc.StatusCode.INVALID_ARGUMENT, f"too many apiserver_cert_sans (at most {MAX_PRINCIPALS} principals)"
+            )
         try:
             measurement_secret = kms.get_dek("key-measurementSecret", 32)
             cluster_id = derive_cluster_id(measurement_secret, bytes(req.measurement_salt))
@@ -171,7 +178,7 @@ class InitServer(init_pb2_grpc.APIServicer):
         # The point of no return: from here a failure leaves the node unusable.
         self._cleaner.clean()
         try:
-            kubeconfig = self._bootstrap(req, kms, cluster_id)
+            kubeconfig = self._bootstrap(req, kms, cluster_id, principals)
         except Exception as exc:
             self.fatal_error = exc
             message = str(exc) if isinstance(exc, StateDiskError | KmsError | InitFailed) else type(exc).__name__
@@ -181,7 +188,7 @@ class InitServer(init_pb2_grpc.APIServicer):
             init_success=init_pb2.InitSuccessResponse(kubeconfig=kubeconfig, cluster_id=cluster_id)
         )
 
-    def _bootstrap(self, req: init_pb2.InitRequest, kms: Any, cluster_id: bytes) -> bytes:
+    def _bootstrap(self, req: init_pb2.InitRequest, kms: Any, cluster_id: bytes, principals: list[str]) -> bytes:
         disk_key = kms.get_dek("key-" + self._disk.uuid(), 32)
         self._disk.update_passphrase(disk_key)
         state_file = self._disk.mount_point() / "constellation" / "node_state.json"
@@ -189,7 +196,7 @@ class InitServer(init_pb2_grpc.APIServicer):
         ssh.install_ca_and_host_certificate(
             self._ssh_dir,
             kms.get_dek("key-ca_emergency_ssh", 32),
-            [*self._principals(), *req.apiserver_cert_sans],
+            principals,
             self._clock(),
         )
         params = InitParams(

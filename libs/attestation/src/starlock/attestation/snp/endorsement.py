@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from starlock.attestation.errors import CertificateChainError, MalformedEvidence
 from starlock.attestation.snp.report import Product, SigningKey, TcbLayout, TcbParts, TcbVersion
-from starlock.attestation.trust import describe, subject_of
+from starlock.attestation.trust import describe, fingerprint, issuer_of, subject_of
 
 __all__ = [
     "AMD_LOCATION",
@@ -183,6 +183,13 @@ def parse_endorsement_key(cert: x509.Certificate, *, expected: SigningKey | None
     ``expected`` is the report's SIGNING_KEY; the certificate's CN must match it. Raises
     :class:`CertificateChainError` (check ``signer-profile``) naming the violated rule.
     """
+    try:
+        subject_of(cert)
+        issuer_of(cert)
+    except ValueError:
+        raise CertificateChainError(
+            f"signer (sha256 {fingerprint(cert)}): unparsable subject or issuer", check="signer-profile"
+        ) from None
     if cert.version is not x509.Version.v3:
         raise profile_error(cert, f"X.509 version {cert.version.name}, expected v3")
     if cert.signature_algorithm_oid != x509.SignatureAlgorithmOID.RSASSA_PSS:
