@@ -160,7 +160,7 @@ def main() -> None:
             components = [{"url": "https://example.invalid/k", "hash": "sha256:" + "aa" * 32, "install_path": "/opt/k"}]
             install_join_service_objects(
                 plane,
-                REPO / "services/joinservice/deploy/rbac.yaml",
+                REPO / "deploy/kubernetes/base/join-service-rbac.yaml",
                 components=components,
                 components_name="k8s-components-boot",
             )

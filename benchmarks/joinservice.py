@@ -66,7 +66,10 @@ def rss_mib(pid: int) -> float:
 def setup_cluster(plane: ControlPlane, work: Path) -> Path:
     comps = [{"url": "https://example.invalid/kubeadm", "hash": "sha256:" + "aa" * 32, "install_path": "/opt/kubeadm"}]
     install_join_service_objects(
-        plane, REPO / "services/joinservice/deploy/rbac.yaml", components=comps, components_name="k8s-components-bench"
+        plane,
+        REPO / "deploy/kubernetes/base/join-service-rbac.yaml",
+        components=comps,
+        components_name="k8s-components-bench",
     )
     return service_account_kubeconfig(plane, work / "join-service.kubeconfig")
 

@@ -182,7 +182,7 @@ def join_cluster(kube_control_plane: ControlPlane, tmp_path_factory: pytest.Temp
     plane = kube_control_plane
     install_join_service_objects(
         plane,
-        Path(__file__).parents[2] / "joinservice" / "deploy" / "rbac.yaml",
+        Path(__file__).parents[3] / "deploy" / "kubernetes" / "base" / "join-service-rbac.yaml",
         components=[
             {"url": "https://example.invalid/kubeadm", "hash": "sha256:" + "ab" * 32, "install_path": "/opt/kubeadm"}
         ],

@@ -27,7 +27,7 @@ from starlock.kubecluster.services import KeyService, install_join_service_objec
 
 pytest_plugins = ["starlock.kubecluster.pytest_plugin"]
 
-RBAC = Path(__file__).parents[1] / "deploy" / "rbac.yaml"
+RBAC = Path(__file__).parents[3] / "deploy" / "kubernetes" / "base" / "join-service-rbac.yaml"
 COMPONENTS = [
     {"url": "https://example.invalid/kubeadm", "hash": "sha256:" + "aa" * 32, "install_path": "/run/state/bin/kubeadm"},
     {"url": "data:application/json;base64,e30=", "hash": "sha256:" + "bb" * 32, "install_path": "/opt/patch.json"},
