@@ -142,18 +142,12 @@ def test_discovery_checks_the_signature_and_the_pin(join_cluster: JoinCluster, t
     )
     pin = ca_pins_from_kubeconfig(yaml.safe_load(join_cluster.plane.admin_kubeconfig.read_text()))[0]
     endpoint = join_cluster.plane.server.removeprefix("https://")
-    import time
-
-    deadline = time.monotonic() + 30
-    while True:  # the bootstrap signer signs cluster-info for the new token
-        try:
-            ca = discover_ca(endpoint, str(token), pin)
-            break
-        except DiscoveryError:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+    # the bootstrap signer signs cluster-info for the new token a moment later: discovery waits
+    ca = discover_ca(endpoint, str(token), pin, wait_for_signature=30)
     assert ca == join_cluster.plane.ca_cert.read_bytes()
     with pytest.raises(DiscoveryError, match="pinned"):
         discover_ca(endpoint, str(token), "sha256:" + "00" * 32)
-    with pytest.raises(DiscoveryError, match="not signed"):
-        discover_ca(endpoint, f"{token.token_id}.{'0' * 16}", pin)
+    with pytest.raises(DiscoveryError, match="not signed"):  # a signature exists: no waiting
+        discover_ca(endpoint, f"{token.token_id}.{'0' * 16}", pin, wait_for_signature=30)
+    with pytest.raises(DiscoveryError, match="not signed"):  # never signed: waits, then fails
+        discover_ca(endpoint, f"zzzzzz.{'0' * 16}", pin, wait_for_signature=1)

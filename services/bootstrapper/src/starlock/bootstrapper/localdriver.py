@@ -46,6 +46,7 @@ from starlock.bootstrapper.kubeobjects import (
 __all__ = ["COMPONENTS_ANNOTATION", "DiscoveryError", "LocalDriver", "components_config_map_name", "discover_ca"]
 
 CSR_TIMEOUT = 60.0
+DISCOVERY_TIMEOUT = 60.0  # kubeadm waits up to 5 min for the token's cluster-info signature
 
 
 class DiscoveryError(Exception):
@@ -67,14 +68,9 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def discover_ca(api_server_endpoint: str, token: str, ca_pin: str, timeout: float = 10.0) -> bytes:
-    """kubeadm's bootstrap-token discovery: read ``kube-public/cluster-info`` without trusting
-    the server yet, check its JWS for this token (HMAC-SHA256 keyed with the token secret), and
-    accept the CA only if its public key matches ``ca_pin`` (``sha256:<hex>``)."""
-    token_id, _, token_secret = token.partition(".")
-    host, _, port = api_server_endpoint.rpartition(":")
-    context = ssl._create_unverified_context()  # noqa: S323 - trust comes from the JWS and the pin below
-    conn = http.client.HTTPSConnection(host.strip("[]"), int(port), context=context, timeout=timeout)
+def _cluster_info(host: str, port: int, timeout: float) -> dict[str, str]:
+    context = ssl._create_unverified_context()  # noqa: S323 - trust comes from the JWS and the pin (discover_ca)
+    conn = http.client.HTTPSConnection(host.strip("[]"), port, context=context, timeout=timeout)
     try:
         conn.request("GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info")
         response = conn.getresponse()
@@ -84,6 +80,27 @@ def discover_ca(api_server_endpoint: str, token: str, ca_pin: str, timeout: floa
     if response.status != 200:
         raise DiscoveryError(f"cluster-info: HTTP {response.status}")
     data = json.loads(body).get("data") or {}
+    return data if isinstance(data, dict) else {}
+
+
+def discover_ca(
+    api_server_endpoint: str, token: str, ca_pin: str, timeout: float = 10.0, *, wait_for_signature: float = 0.0
+) -> bytes:
+    """kubeadm's bootstrap-token discovery: read ``kube-public/cluster-info`` without trusting
+    the server yet, check its JWS for this token (HMAC-SHA256 keyed with the token secret), and
+    accept the CA only if its public key matches ``ca_pin`` (``sha256:<hex>``).
+
+    A token created moments ago may not be signed yet (the controller manager's bootstrap signer
+    adds the JWS): like kubeadm, wait up to ``wait_for_signature`` seconds for a signature for
+    this token ID to appear. A signature that does not verify fails at once."""
+    token_id, _, token_secret = token.partition(".")
+    host, _, port = api_server_endpoint.rpartition(":")
+    deadline = time.monotonic() + wait_for_signature
+    while True:
+        data = _cluster_info(host, int(port), timeout)
+        if f"jws-kubeconfig-{token_id}" in data or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     kubeconfig, jws = data.get("kubeconfig", ""), data.get(f"jws-kubeconfig-{token_id}", "")
     header_b64, _, signature = jws.partition("..")
     expected = hmac.new(token_secret.encode(), f"{header_b64}.{_b64url(kubeconfig.encode())}".encode(), hashlib.sha256)
@@ -150,7 +167,7 @@ class LocalDriver:
         """Discovery as ``kubeadm join`` does it, then TLS bootstrap and node registration.
         ``components`` are not installed: the demo machine runs no kubelet."""
         api_server = f"https://{api_server_endpoint}"
-        ca_pem = discover_ca(api_server_endpoint, token, ca_pin)
+        ca_pem = discover_ca(api_server_endpoint, token, ca_pin, wait_for_signature=DISCOVERY_TIMEOUT)
         with tempfile.TemporaryDirectory(prefix="starlock-kubelet-") as tmp:
             ca_file = Path(tmp) / "ca.crt"
             ca_file.write_bytes(ca_pem)
