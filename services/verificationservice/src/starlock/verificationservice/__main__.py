@@ -1,0 +1,5 @@
+import sys
+
+from starlock.verificationservice.cli import main
+
+sys.exit(main())
