@@ -5,7 +5,7 @@ present: used as they are. Otherwise the chain for Milan is fetched through the 
 checks it against the pinned AMD roots before returning it), only the missing keys are filled,
 and the ConfigMap is created (another replica creating it first wins; it is then re-read) or
 updated. Upstream's ClusterRole cannot update ConfigMaps, so that path always failed there; the
-role shipped here (``deploy/rbac.yaml``) grants ``update``/``patch`` on this one ConfigMap.
+role shipped in ``deploy/kubernetes/base/join-service-rbac.yaml`` grants ``patch`` on this one ConfigMap.
 """
 
 from __future__ import annotations

@@ -100,8 +100,11 @@ class KeyService:
     proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def create(cls, *, extra_args: tuple[str, ...] = ()) -> KeyService:
-        directory = Path(tempfile.mkdtemp(prefix="slks-", dir="/tmp"))  # short: a socket path is bounded
+    def create(cls, *, extra_args: tuple[str, ...] = (), parent: Path | None = None) -> KeyService:
+        """In a new private directory under ``parent`` (default /tmp: a socket path is bounded)."""
+        if parent is not None and len(str(parent)) > 70:
+            parent = None
+        directory = Path(tempfile.mkdtemp(prefix="slks-", dir=str(parent or "/tmp")))
         directory.chmod(0o700)
         service = cls(directory, secrets.token_bytes(32), secrets.token_bytes(32), extra_args)
         (directory / "mastersecret").write_bytes(service.master_secret)
