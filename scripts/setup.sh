@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     python3 python3-venv python3-dev gcc pkg-config git ca-certificates \
-    swtpm swtpm-tools libtss2-dev openssl cryptsetup-bin systemd buildah debootstrap >/dev/null
+    swtpm swtpm-tools libtss2-dev openssl cryptsetup-bin systemd buildah debootstrap dpkg-dev util-linux >/dev/null
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
