@@ -142,3 +142,82 @@ def test_bound() -> None:
     assert MAX_PEEK < MAX_CLIENT_HELLO_SIZE + 200
     need = scan_client_hello(b"\x16\x03\x01\x40\x00\x01\x00\x3f\xfc")  # a 16380-byte hello announced
     assert need == 5 + 16384
+
+
+def _vector(length_size: int, data: bytes) -> bytes:
+    return len(data).to_bytes(length_size, "big") + data
+
+
+def _sni_extension(names: bytes, trailing: bytes = b"") -> bytes:
+    return b"\x00\x00" + _vector(2, _vector(2, names) + trailing)
+
+
+def _hello_message(
+    *,
+    session_id: bytes = b"\x00" * 32,
+    suites: bytes = b"\x13\x01",
+    compression: bytes = b"\x00",
+    extensions: bytes | None = None,
+    trailing: bytes = b"",
+) -> bytes:
+    """A ClientHello handshake message built field by field (RFC 8446 §4.1.2)."""
+    if extensions is None:
+        extensions = _sni_extension(b"\x00" + _vector(2, SNI))
+    body = b"\x03\x03" + bytes(32) + _vector(1, session_id) + _vector(2, suites) + _vector(1, compression)
+    body += _vector(2, extensions) + trailing
+    return b"\x01" + len(body).to_bytes(3, "big") + body
+
+
+def test_built_hello_is_accepted() -> None:
+    """The builder makes hellos the scan accepts (host_name first or after another name type); each
+    malformed case below changes one field."""
+    for names in (b"\x00" + _vector(2, SNI), b"\x01" + _vector(2, b"x") + b"\x00" + _vector(2, SNI)):
+        hello = _records(_hello_message(extensions=_sni_extension(names)), [])
+        assert scan_client_hello(hello) == ClientHello(nonce=NONCE, size=len(hello))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"session_id": b"\x00" * 33}, "legacy_session_id is longer than 32 bytes"),
+        ({"suites": b""}, "cipher_suites has 0 bytes"),
+        ({"suites": b"\x13\x01\x13"}, "cipher_suites has 3 bytes"),
+        ({"compression": b""}, "legacy_compression_methods is empty"),
+        ({"trailing": b"\x00"}, "1 bytes follow the extensions"),
+        ({"extensions": _sni_extension(b"\x00" + _vector(2, SNI), b"\x00")}, "bytes after its list"),
+        ({"extensions": _sni_extension(b"\x01" + _vector(2, SNI))}, "no host_name"),
+        ({"extensions": _sni_extension(b"\x00" + _vector(2, SNI))[:-1]}, "runs past the end"),
+    ],
+)
+def test_malformed_hello_fields(fields: dict[str, bytes], message: str) -> None:
+    with pytest.raises(HandshakeError, match=message):
+        scan_client_hello(_records(_hello_message(**fields), []))
+
+
+def test_hello_without_extensions_has_no_nonce() -> None:
+    body = b"\x03\x03" + bytes(32) + b"\x00" + _vector(2, b"\x13\x01") + b"\x01\x00"
+    message = b"\x01" + len(body).to_bytes(3, "big") + body
+    with pytest.raises(NonceError, match="client sent no nonce"):
+        scan_client_hello(_records(message, []))
+
+
+def test_announced_size_uses_all_three_length_bytes() -> None:
+    """A handshake length of 0x010000 is 65536 bytes (refused), not 0 (an empty hello)."""
+    with pytest.raises(HandshakeError, match="ClientHello is 65536 bytes, more than the limit"):
+        scan_client_hello(b"\x16\x03\x01\x00\x04\x01\x01\x00\x00")
+
+
+def test_records_that_would_run_past_max_peek_are_refused() -> None:
+    """A largest hello's header, then a record announcing more than the hello needs: the scan asks
+    for at most MAX_PEEK bytes (exactly MAX_PEEK is fine) and refuses a framing that needs more."""
+    header = b"\x01" + MAX_CLIENT_HELLO_SIZE.to_bytes(3, "big")
+    for extra in (0, 1):
+        first = header.ljust(MAX_PEEK - 2 * 5 - 2**14 + extra, b"\x00")
+        data = b"\x16\x03\x01" + len(first).to_bytes(2, "big") + first + b"\x16\x03\x01\x40\x00"  # 2^14 announced
+        if not extra:
+            assert scan_client_hello(data) == MAX_PEEK
+        else:
+            with pytest.raises(
+                HandshakeError, match=f"would take {MAX_PEEK + 1} bytes, more than the limit {MAX_PEEK}"
+            ):
+                scan_client_hello(data)

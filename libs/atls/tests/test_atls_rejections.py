@@ -18,7 +18,7 @@ from atls_helpers import Pair, handshake
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
 from starlock.atls import (
     AtlsConfigError,
@@ -27,11 +27,13 @@ from starlock.atls import (
     ClientConfig,
     DummyIssuer,
     DummyValidator,
+    HandshakeError,
     NoCompatibleAttestation,
     NonceError,
     ServerConfig,
     UserDataMismatch,
 )
+from starlock.atls._handshake import _verify_callback
 from starlock.atls._io import retry
 from starlock.atls._wire import MAX_EXTENSION_SIZE, make_certificate
 from starlock.attestation.errors import MeasurementMismatch, NonceMismatch
@@ -261,3 +263,95 @@ def test_client_without_issuer_sends_unattested_certificate(dummy_pair: Pair) ->
     outcome = handshake(ServerConfig(validators=[dummy_pair.validator]), ClientConfig())
     assert isinstance(outcome.server_error, NoCompatibleAttestation)
     assert "got extension OIDs []" in str(outcome.server_error)
+
+
+# --- a failed TLS handshake is never an accepted connection --------------------------------------
+
+
+def _not_tls(first_bytes: bytes) -> Callable[[socket.socket], Any]:
+    def dial(sock: socket.socket) -> None:
+        sock.sendall(first_bytes)
+        sock.close()
+
+    return dial
+
+
+@pytest.mark.parametrize("first_bytes", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b""], ids=["http", "hang-up"])
+@pytest.mark.parametrize("client_attestation", [False, True])
+def test_server_refuses_a_failed_tls_handshake(dummy_pair: Pair, first_bytes: bytes, client_attestation: bool) -> None:
+    validators = [dummy_pair.validator] if client_attestation else []
+    outcome = handshake(ServerConfig(dummy_pair.issuer, validators), _not_tls(first_bytes), exchange=False)
+    assert outcome.server is None
+    assert type(outcome.server_error) is HandshakeError
+    assert "TLS handshake failed" in str(outcome.server_error)
+
+
+def test_server_handshake_timeout_is_not_an_accepted_connection(dummy_pair: Pair) -> None:
+    left, right = socket.socketpair()
+    try:
+        server = ServerConfig(dummy_pair.issuer, handshake_timeout=0.2)
+        with pytest.raises(HandshakeError, match=r"timed out after 0\.2 s"):
+            server.accept(left)  # the peer never sends a ClientHello
+        assert left.fileno() == -1  # closed, as on every failure
+    finally:
+        left.close()
+        right.close()
+
+
+def test_refused_server_learns_of_it_through_the_alert(dummy_pair: Pair) -> None:
+    """The client aborts the handshake when it refuses the server's certificate: the server's
+    accept fails too, it never holds a connection the client has refused."""
+    server = ServerConfig(_WrongKeyIssuer(dummy_pair.issuer))
+    outcome = handshake(server, ClientConfig(validators=[dummy_pair.validator]), exchange=False)
+    assert isinstance(outcome.client_error, UserDataMismatch)
+    assert outcome.server is None
+    assert type(outcome.server_error) is HandshakeError
+    assert "TLS handshake failed" in str(outcome.server_error) and "alert" in str(outcome.server_error)
+
+
+def test_ca_issued_chain_is_refused_as_not_self_signed(dummy_pair: Pair) -> None:
+    """A server that sends a CA-issued leaf and its CA: OpenSSL calls back for the CA first (depth 1),
+    which aTLS leaves to the leaf check, and the leaf is then refused for what it is."""
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    ca_name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "hostile CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(1).not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    attested = make_certificate(key, dummy_pair.issuer, b"\x01" * 32)
+    leaf = (
+        x509.CertificateBuilder().subject_name(attested.subject).issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(2).not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    depths: list[int] = []
+
+    def serve(sock: socket.socket) -> None:
+        ctx = SSL.Context(SSL.TLS_METHOD)
+        ctx.use_certificate(leaf)
+        ctx.add_extra_chain_cert(ca)
+        ctx.use_privatekey(key)
+        conn = SSL.Connection(ctx, sock)
+        conn.set_accept_state()
+        sock.setblocking(False)
+        with contextlib.suppress(SSL.Error):
+            retry(sock, None, conn.do_handshake)
+        sock.close()
+
+    client = ClientConfig(validators=[dummy_pair.validator])
+    original = client._ctx
+
+    def recording_verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
+        depths.append(depth)
+        return _verify_callback(conn, cert, errno, depth, ok)
+
+    original.set_verify(SSL.VERIFY_PEER, recording_verify)
+    error = _client_error(serve, client)
+    assert 1 in depths  # the chain reached the callback above the leaf
+    assert isinstance(error, CertificateError)
+    assert "peer certificate is not self-signed" in str(error)

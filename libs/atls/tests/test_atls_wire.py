@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import hashlib
 import json
 
+import attrs
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -14,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from starlock.atls import DummyIssuer, NonceError
+from starlock.atls import DummyIssuer, DummyValidator, NonceError, UserDataMismatch
 from starlock.atls._wire import (
     CERT_VALIDITY,
     MAX_SNI_LENGTH,
@@ -29,6 +31,7 @@ from starlock.atls._wire import (
     nonce_from_ca_names,
     peer_key_hash,
     public_key_hash,
+    verify_peer_certificate,
 )
 
 
@@ -245,3 +248,73 @@ def test_naive_time_means_utc_as_in_the_generic_builder(monkeypatch: pytest.Monk
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+@pytest.mark.parametrize("padding", [100, 300], ids=["length-0x81", "length-0x82"])
+def test_spki_slice_skips_names_with_long_form_lengths(padding: int) -> None:
+    """Names of 128+ bytes take DER's long-form lengths (one and two length bytes): the slice still
+    lands on the certificate's own key, not on a canonical P-256 SPKI planted in the name."""
+    planted = _spki(
+        ec.generate_private_key(ec.SECP256R1()).public_key(), serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    unique_id = _tlv(0x30, b"\x06\x03\x55\x04\x2d" + _tlv(0x03, b"\x00" + planted))  # x500UniqueIdentifier
+    organization = _tlv(0x30, b"\x06\x03\x55\x04\x0a" + _tlv(0x0C, b"o" * padding))
+    name_der = _tlv(0x30, _tlv(0x31, organization) + _tlv(0x31, unique_id))
+    assert name_der[1] == (0x81 if padding < 200 else 0x82)
+    name = x509.Name.from_bytes(name_der)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + CERT_VALIDITY)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert _spki_slice(der) == _spki(key.public_key(), serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert peer_key_hash(der, cert) == public_key_hash(key.public_key())
+
+
+def _hybrid_key(key: ec.EllipticCurvePrivateKey) -> CertificateKey:
+    """``key`` whose certificates carry its point in X9.62 hybrid form (0x06/0x07, 91 bytes like the
+    canonical form, which OpenSSL parses but Go never writes)."""
+    canonical = CertificateKey.of(key)
+    y = key.public_key().public_numbers().y
+    hybrid = canonical.spki_der[:26] + bytes([0x06 | (y & 1)]) + canonical.spki_der[27:]
+    assert len(hybrid) == len(canonical.spki_der) and hybrid != canonical.spki_der
+    return attrs.evolve(
+        canonical, subject_spki_der=canonical.subject_spki_der.replace(canonical.spki_der, hybrid), spki_der=hybrid
+    )
+
+
+def test_peer_key_hash_of_a_non_canonical_point_is_the_canonical_keys() -> None:
+    """The bound hash is the key's, whatever point encoding the peer chose: a 91-byte P-256 SPKI in
+    hybrid form is re-encoded, not hashed as received."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    hybrid = _hybrid_key(key)
+    der = make_certificate_der(hybrid, None, b"")
+    cert = x509.load_der_x509_certificate(der)
+    assert _spki_slice(der) == hybrid.spki_der
+    assert peer_key_hash(der, cert) == public_key_hash(key.public_key()) == CertificateKey.of(key).spki_hash
+    assert peer_key_hash(der, cert) != hashlib.sha256(hybrid.spki_der).digest()
+
+
+def test_document_bound_to_the_received_hybrid_spki_is_refused() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    hybrid = _hybrid_key(key)
+    nonce = bytes(range(32))
+    validators = {_DUMMY_ISSUER.variant.oid: DummyValidator(insecure=True)}
+    # bound to the canonical key's hash (what every Go and Starlock issuer writes): accepted
+    peer = verify_peer_certificate(make_certificate_der(hybrid, _DUMMY_ISSUER, nonce), nonce, validators)
+    assert peer is not None and peer.public_key_hash == CertificateKey.of(key).spki_hash
+    # bound to the hash of the bytes as received: not the key's hash, refused
+    as_received = attrs.evolve(hybrid, spki_hash=hashlib.sha256(hybrid.spki_der).digest())
+    with pytest.raises(UserDataMismatch, match="certificate hash does not match user data"):
+        verify_peer_certificate(make_certificate_der(as_received, _DUMMY_ISSUER, nonce), nonce, validators)
+
+
+def test_empty_ca_name_cn_is_no_nonce() -> None:
+    empty_cn = b"\x30\x0b\x31\x09\x30\x07\x06\x03\x55\x04\x03\x13\x00"
+    with pytest.warns(UserWarning, match="length"):
+        name = x509.Name.from_bytes(empty_cn)  # cryptography parses it, with a warning
+    with pytest.raises(NonceError, match="server sent no nonce: the acceptable CA's CN is empty"):
+        nonce_from_ca_names([name])

@@ -131,3 +131,31 @@ def test_scopes_nest_and_callables_are_reread() -> None:
     with deadline_scope(lambda: None):
         assert time_left() is None
     assert time_left() is None
+
+
+def test_backend_sees_the_callers_remaining_time_and_no_limit_without_one(sockdir: Path) -> None:
+    """Deadline propagation through a real gRPC call: the backend's time_left() is the caller's
+    remaining time less the answer margin, and None (no limit) for a caller that set no deadline."""
+    seen: dict[str, float | None] = {}
+
+    class Recording:
+        def get_dek(self, dek_id: str, length: int) -> bytes:
+            seen[dek_id] = time_left()
+            return b"k" * length
+
+        def close(self) -> None:
+            pass
+
+    service = KeyService(Recording(), max_workers=2)
+    address = add_unix_socket(service.server, sockdir / "ks.sock")
+    service.server.start()
+    try:
+        with grpc.insecure_channel(address) as channel:
+            stub = keyservice_pb2_grpc.APIStub(channel)
+            stub.GetDataKey(keyservice_pb2.GetDataKeyRequest(data_key_id="with-deadline", length=32), timeout=5.0)
+            stub.GetDataKey(keyservice_pb2.GetDataKeyRequest(data_key_id="no-deadline", length=32))
+    finally:
+        service.server.stop(None)
+    left = seen["key-with-deadline"]
+    assert left is not None and 2.0 < left <= 4.5  # 5 s less the 0.5 s kept to send the answer
+    assert seen["key-no-deadline"] is None

@@ -215,3 +215,46 @@ def test_concurrent_calls_are_consistent(unix_service: str) -> None:
         got = dict(zip(expected, pool.map(lambda i: _call(unix_service, i, 32), expected), strict=True))
     assert got == expected
     assert os.getpid()  # same process: nothing forked
+
+
+def test_data_key_id_bound_is_in_utf8_bytes(unix_service: str) -> None:
+    """An id of exactly MAX_DATA_KEY_ID_LENGTH UTF-8 bytes is served; one byte more is refused,
+    counted in bytes, not characters."""
+    kms = ClusterKMS(KEY, SALT)
+    for longest in ("x" * MAX_DATA_KEY_ID_LENGTH, "\u00e9" * (MAX_DATA_KEY_ID_LENGTH // 2)):
+        assert _call(unix_service, longest, 32) == kms.get_dek("key-" + longest, 32)
+    for too_long in ("x" * (MAX_DATA_KEY_ID_LENGTH + 1), "\u00e9" * (MAX_DATA_KEY_ID_LENGTH // 2) + "x"):
+        with pytest.raises(grpc.RpcError) as e:
+            _call(unix_service, too_long, 32)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"longer than {MAX_DATA_KEY_ID_LENGTH} bytes" in e.value.details()
+
+
+def test_failures_the_caller_did_not_cause_are_logged_as_warnings(sockdir: Path) -> None:
+    """A bad request is logged at INFO; a backend failure (INTERNAL, UNAVAILABLE,
+    FAILED_PRECONDITION) at WARNING, so operators see it at the default level."""
+    import logging
+
+    from starlock.kms.keyservice._log import LOGGER_NAME
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]  # collect the records themselves
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    backend = _Failing(KmsUnavailable("backend down"))
+    server = build_server(backend)
+    address = add_unix_socket(server, sockdir / "l.sock")
+    server.start()
+    try:
+        for data_key_id, length in (("x", 0), ("x", 32)):
+            with pytest.raises(grpc.RpcError):
+                _call(address, data_key_id, length)
+    finally:
+        server.stop(None)
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    failed = [(r.levelno, r.fields["code"]) for r in records if r.getMessage() == "GetDataKey failed"]  # type: ignore[attr-defined]
+    assert failed == [(logging.INFO, "INVALID_ARGUMENT"), (logging.WARNING, "UNAVAILABLE")]

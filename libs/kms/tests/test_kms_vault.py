@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -24,6 +25,7 @@ from starlock.kms.vault import (
     WrappedKeyError,
     open_vault_kms,
 )
+from starlock.kms.vault._kms import wrap_aad
 
 StoreKind = str  # "kv" or "dir"
 MARKER_FILE = ".starlock-store.json"
@@ -79,6 +81,8 @@ def test_create_then_reuse_after_restart(uri_for: Callable[[StoreKind], str], ki
     kms.close()  # idempotent
     with pytest.raises(KmsError, match="closed"):
         kms.get_dek("key-measurementSecret", 32)
+    with pytest.raises(KmsError, match="closed"):
+        kms.initialize_store()
 
     restarted = open_vault_kms(uri)  # a "key-service restart": new object, same store
     assert restarted.get_dek("key-measurementSecret", 32) == dek
@@ -354,4 +358,117 @@ def test_factory_opens_vault_backend(bao: BaoServer, tmp_path: Path) -> None:
     kms = open_kms(initialize_store(bao.kms_uri(storeDir=str(tmp_path / "store"))))
     assert isinstance(kms, VaultKMS)
     assert len(kms.get_dek("key-a", 32)) == 32
+    kms.close()
+
+
+# -- the store marker: each of its fields binds ----------------------------------------------------
+
+_MARKER_AAD = b"starlock-vault-store-marker-v1\x00"
+
+
+def _marker_store(bao: BaoServer, tmp_path: Path) -> tuple[VaultKMS, Path]:
+    """An initialized directory store (and its KMS) that serves and creates keys."""
+    store = tmp_path / "store"
+    kms = open_vault_kms(initialize_store(bao.kms_uri(storeDir=str(store))))
+    kms.get_dek("key-existing", 32)  # the unchanged marker lets keys be created
+    return kms, store
+
+
+def _edit_marker(store: Path, **fields: str) -> None:
+    marker = json.loads((store / MARKER_FILE).read_text())
+    (store / MARKER_FILE).write_text(json.dumps(marker | fields))
+
+
+def _assert_refused(kms: VaultKMS, store: Path, message: str) -> None:
+    with pytest.raises(VaultStoreError, match=message):
+        kms.get_dek("key-new", 32)
+    assert sorted(p.name for p in store.iterdir()) == [MARKER_FILE, "key-existing.json"]  # nothing created
+    assert len(kms.get_dek("key-existing", 32)) == 32  # existing keys are served as before
+
+
+@pytest.mark.parametrize("value", ["", "starlock-vault-store-v", "starlock-vault-store-v10", "starlock-vault-store-v2"])
+def test_marker_of_another_format_is_refused(bao: BaoServer, tmp_path: Path, value: str) -> None:
+    kms, store = _marker_store(bao, tmp_path)
+    _edit_marker(store, format=value)  # the canary still unwraps: only the format check refuses it
+    _assert_refused(kms, store, "has a malformed marker")
+    kms.close()
+
+
+@pytest.mark.parametrize("value", ["", "starlock-ke", "starlock-kek-old"])
+def test_marker_for_another_transit_key_is_refused(bao: BaoServer, tmp_path: Path, value: str) -> None:
+    kms, store = _marker_store(bao, tmp_path)
+    _edit_marker(store, transit_key=value)  # a prefix or an extension of this KMS's key name, or empty
+    _assert_refused(kms, store, f"initialized for transit key '{value}', but this KMS uses '{KEK_NAME}'")
+    kms.close()
+
+
+def _wrap(bao: BaoServer, plaintext: bytes, aad: bytes) -> str:
+    """A canary wrapped by the KEK itself (hvac directly), bound to ``aad`` as the KMS binds it."""
+    aad_b64 = base64.b64encode(aad).decode()
+    response = bao.client().secrets.transit.encrypt_data(
+        KEK_NAME, plaintext=base64.b64encode(plaintext).decode(), context=aad_b64, associated_data=aad_b64
+    )
+    return str(response["data"]["ciphertext"])
+
+
+@pytest.mark.parametrize("unwraps_to", ["prefix", "extension", "other"])
+def test_canary_must_unwrap_to_exactly_the_store_id(bao: BaoServer, tmp_path: Path, unwraps_to: str) -> None:
+    """A genuine canary of the KEK, bound to the store id, that unwraps to something else."""
+    kms, store = _marker_store(bao, tmp_path)
+    store_id = bytes.fromhex(json.loads((store / MARKER_FILE).read_text())["store_id"])
+    plaintext = {"prefix": store_id[:-1], "extension": store_id + b"\x00", "other": bytes(16)}[unwraps_to]
+    _edit_marker(store, canary=_wrap(bao, plaintext, _MARKER_AAD + store_id))
+    _assert_refused(kms, store, "does not unwrap the marker")
+    kms.close()
+
+
+@pytest.mark.parametrize("store_id", [b"", b"\x01" * 15, b"\x01" * 17], ids=["empty", "15-bytes", "17-bytes"])
+def test_marker_store_id_must_be_16_bytes(bao: BaoServer, tmp_path: Path, store_id: bytes) -> None:
+    """An empty store id once matched the empty result of a canary Transit refuses: a marker with
+    any garbage canary passed. The id has the size initialization writes, or the marker is refused."""
+    kms, store = _marker_store(bao, tmp_path)
+    canary = _wrap(bao, store_id, _MARKER_AAD + store_id) if store_id else "vault:v1:AA=="
+    _edit_marker(store, store_id=store_id.hex(), canary=canary)
+    _assert_refused(kms, store, "has a malformed marker")
+    kms.close()
+
+
+@pytest.mark.parametrize("recorded", ["starlock-ke", "starlock-kek-old"])
+def test_record_naming_another_transit_key_is_refused(bao: BaoServer, tmp_path: Path, recorded: str) -> None:
+    """The record names a prefix or an extension of the KMS's key name: refused, though the KEK that
+    wrapped it would unwrap it."""
+    kms, store = _marker_store(bao, tmp_path)
+    record = json.loads((store / "key-existing.json").read_text())
+    (store / "key-existing.json").write_text(json.dumps(record | {"transit_key": recorded}))
+    with pytest.raises(WrappedKeyError, match=f"wrapped with transit key '{recorded}', but this KMS uses"):
+        kms.get_dek("key-existing", 32)
+    kms.close()
+
+
+def test_soft_deleted_kv_entries_are_not_replaced(bao: BaoServer, uri_for: Callable[[StoreKind], str]) -> None:
+    """A KV entry (or the marker) whose latest version is deleted still exists (cas=0 fails): it is
+    neither overwritten nor taken for absent; the operator is told to undelete it."""
+    uri = uri_for("kv")
+    prefix = dict(p.split("=", 1) for p in uri.split("?", 1)[1].split("&"))["kvPrefix"].replace("%2F", "/")
+    kms = open_vault_kms(uri)
+    kms.get_dek("key-a", 32)
+    kv = bao.client().secrets.kv.v2
+    kv.delete_latest_version_of_secret(path=f"{prefix}/key-a", mount_point="secret")
+    with pytest.raises(KmsError, match="KV entry for DEK 'key-a' exists but its latest version is deleted"):
+        kms.get_dek("key-a", 32)
+    kv.delete_latest_version_of_secret(path=f"{prefix}/.starlock-store", mount_point="secret")
+    with pytest.raises(KmsError, match="KV store marker exists but its latest version is deleted"):
+        kms.initialize_store()
+    kms.close()
+
+
+def test_record_whose_ciphertext_unwraps_to_another_length_is_refused(bao: BaoServer, tmp_path: Path) -> None:
+    """A ciphertext wrapped under the right associated data but holding 16 bytes, in a 32-byte record
+    (written by someone with Transit encrypt access): refused, a short key is never returned."""
+    kms, store = _marker_store(bao, tmp_path)
+    record = json.loads((store / "key-existing.json").read_text())
+    record |= {"dek_id": "key-short", "ciphertext": _wrap(bao, bytes(16), wrap_aad("key-short", 32))}
+    (store / "key-short.json").write_text(json.dumps(record))
+    with pytest.raises(WrappedKeyError, match="'key-short' unwrapped to 16 bytes, its record says 32"):
+        kms.get_dek("key-short", 32)
     kms.close()

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from starlock.kms.interface import KmsInvalidArgument
+from starlock.kms.interface import MAX_DEK_LENGTH, KmsError, KmsInvalidArgument
 from starlock.kms.vault import DirectoryWrappedKeyStore, WrappedKey, WrappedKeyError
 from starlock.kms.vault._store import entry_name
 
@@ -97,10 +97,20 @@ def test_processes_agree(tmp_path: Path) -> None:
         (b"\xff", "not valid JSON"),
         (b"[]", "not a starlock-wrapped-dek-v1 record"),
         (b'{"format": "other"}', "not a starlock-wrapped-dek-v1 record"),
+        # a format that is a prefix or an extension of ours, or empty, is another format
+        *(
+            (json.dumps(_key().to_dict() | {"format": fmt}).encode(), "not a starlock-wrapped-dek-v1 record")
+            for fmt in ("", "starlock-wrapped-dek-v", "starlock-wrapped-dek-v10")
+        ),
         (json.dumps(_key().to_dict() | {"length": 0}).encode(), "malformed fields"),
         (json.dumps(_key().to_dict() | {"length": True}).encode(), "malformed fields"),
+        (json.dumps(_key().to_dict() | {"length": MAX_DEK_LENGTH + 1}).encode(), "malformed fields"),
         (json.dumps(_key().to_dict() | {"ciphertext": "plain"}).encode(), "malformed fields"),
         (json.dumps(_key().to_dict() | {"dek_id": "key-b"}).encode(), "records the id 'key-b'"),
+        # a record moved from an id that is a prefix or an extension of this one, or from the empty id
+        (json.dumps(_key().to_dict() | {"dek_id": "key-"}).encode(), "records the id 'key-'"),
+        (json.dumps(_key().to_dict() | {"dek_id": "key-ab"}).encode(), "records the id 'key-ab'"),
+        (json.dumps(_key().to_dict() | {"dek_id": ""}).encode(), "records the id ''"),
         (b" " * (64 * 1024 + 1), "larger than"),
     ],
 )
@@ -109,6 +119,12 @@ def test_bad_records(tmp_path: Path, content: bytes, message: str) -> None:
     (tmp_path / "key-a.json").write_bytes(content)
     with pytest.raises(WrappedKeyError, match=message):
         store.get("key-a")
+
+
+@pytest.mark.parametrize("length", [1, MAX_DEK_LENGTH])
+def test_record_lengths_at_the_bounds(length: int) -> None:
+    record = _key().to_dict() | {"length": length}
+    assert WrappedKey.from_dict(record, "key-a") == WrappedKey("key-a", length, "kek", "vault:v1:1")
 
 
 @given(
@@ -144,3 +160,41 @@ def test_near_valid_records(data: dict[str, object]) -> None:
         return
     assert key.dek_id == "key-a"
     assert 1 <= key.length <= 255 * 32
+
+
+def test_record_size_bound(tmp_path: Path) -> None:
+    """A record of exactly 64 KiB is read (JSON padded with spaces); one byte more is refused."""
+    store = DirectoryWrappedKeyStore(tmp_path)
+    record = json.dumps(_key().to_dict()).encode()
+    (tmp_path / "key-a.json").write_bytes(record.ljust(64 * 1024, b" "))
+    assert store.get("key-a") == _key()
+    (tmp_path / "key-a.json").write_bytes(record.ljust(64 * 1024 + 1, b" "))
+    with pytest.raises(WrappedKeyError, match="larger than 65536 bytes"):
+        store.get("key-a")
+
+
+def test_unreadable_entry_is_a_store_error(tmp_path: Path) -> None:
+    store = DirectoryWrappedKeyStore(tmp_path)
+    (tmp_path / "key-a.json").mkdir()  # exists, but cannot be read as a file
+    with pytest.raises(KmsError, match=r"cannot read entry for DEK 'key-a' \(Is a directory\)"):
+        store.get("key-a")
+
+
+def test_marker_first_writer_wins(tmp_path: Path) -> None:
+    store = DirectoryWrappedKeyStore(tmp_path / "s")
+    assert store.get_marker() is None
+    assert store.put_marker_if_absent({"n": 1}) == {"n": 1}
+    assert store.put_marker_if_absent({"n": 2}) == {"n": 1}
+    assert store.get_marker() == {"n": 1}
+
+
+def test_name_taken_by_a_dangling_link_is_not_created(tmp_path: Path) -> None:
+    """The name exists (so the atomic create fails) but reads as absent: an error, never a success."""
+    store = DirectoryWrappedKeyStore(tmp_path)
+    (tmp_path / ".starlock-store.json").symlink_to(tmp_path / "gone")
+    (tmp_path / "key-a.json").symlink_to(tmp_path / "gone")
+    with pytest.raises(KmsError, match="the store marker vanished while being created"):
+        store.put_marker_if_absent({"n": 1})
+    with pytest.raises(KmsError, match="entry for DEK 'key-a' vanished while being created"):
+        store.put_if_absent(_key())
+    assert not (tmp_path / "gone").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import urllib.parse
 from pathlib import Path
@@ -11,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from starlock.kms.interface import KmsConfigError
-from starlock.kms.vault import VaultBackendConfig, open_vault_kms, parse_vault_uri
+from starlock.kms.vault import VaultBackendConfig, open_vault_kms, open_vault_kms_from_config, parse_vault_uri
+from starlock.kms.vault._kms import MAX_TOKEN_FILE_BYTES
 
 BASE = "kms://vault?address=https://bao.example:8200&keyName=starlock-kek"
 TOKEN = "hvs.SECRET-token-value"
@@ -127,6 +129,17 @@ def test_token_file(tmp_path: Path) -> None:
         open_vault_kms(BASE + f"&tokenFile={tmp_path / 'missing'}")
 
 
+def test_token_file_size_bound(tmp_path: Path) -> None:
+    """A token file of up to 16 KiB is read; one byte more is refused, without its content."""
+    token_file = tmp_path / "token"
+    token_file.write_bytes(b"t" * MAX_TOKEN_FILE_BYTES)
+    open_vault_kms(BASE + f"&tokenFile={token_file}&storeDir={tmp_path / 's'}").close()
+    token_file.write_bytes(b"t" * (MAX_TOKEN_FILE_BYTES + 1))
+    with pytest.raises(KmsConfigError, match=f"is larger than {MAX_TOKEN_FILE_BYTES} bytes") as info:
+        open_vault_kms(BASE + f"&tokenFile={token_file}&storeDir={tmp_path / 's'}")
+    assert "ttt" not in str(info.value)
+
+
 def test_unusable_store_dir(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(KmsConfigError, match="'storeDir' unusable"):
@@ -168,3 +181,10 @@ def test_round_trip(
         timeout=timeout,
     )
     assert parse_vault_uri(config.to_uri()) == config
+
+
+def test_config_without_a_token_source_is_refused() -> None:
+    """A configuration built directly (not parsed from a URI) with neither token nor tokenFile."""
+    config = dataclasses.replace(parse_vault_uri(BASE + f"&token={TOKEN}"), token=None, token_file=None)
+    with pytest.raises(KmsConfigError, match="exactly one of 'token' and 'tokenFile'"):
+        open_vault_kms_from_config(config)

@@ -146,6 +146,11 @@ class VaultKMS:
             store_id = bytes.fromhex(marker["store_id"])
         except ValueError:
             raise VaultStoreError(f"the wrapped-key store {self._store!r} has a malformed marker") from None
+        if len(store_id) != _STORE_ID_BYTES:  # an empty id would match the b"" of a refused canary below
+            raise VaultStoreError(
+                f"the wrapped-key store {self._store!r} has a malformed marker: its store id is "
+                f"{len(store_id)} bytes, not {_STORE_ID_BYTES}"
+            )
         try:
             unwrapped = self._client.transit_decrypt(marker["canary"], _MARKER_AAD + store_id)
         except WrappedKeyError:  # Transit refused it: the key is missing or other key material
