@@ -32,8 +32,7 @@ from pathlib import Path
 
 import bcrypt
 
-from starlock.attestation.document import HASH_ALG_IDS
-from starlock.attestation.measured_boot import replay, run_synthetic_boot
+from starlock.attestation.measured_boot import golden_measurements, run_synthetic_boot
 from starlock.attestation.qemu import QemuVtpmIssuer
 from starlock.attestation.swtpm import Swtpm
 from starlock.kubecluster import ControlPlane
@@ -65,13 +64,11 @@ class Node:
 
 
 def start_join_service(
-    plane: ControlPlane, work: Path, keys: KeyService, golden: dict[int, bytes]
+    plane: ControlPlane, work: Path, keys: KeyService, measurements: dict[str, dict[str, object]]
 ) -> tuple[subprocess.Popen[bytes], int]:
     confdir = work / "join-config"
     confdir.mkdir()
     (confdir / "measurementSalt").write_bytes(secrets.token_bytes(32))
-    measurements = {str(i): {"expected": v.hex(), "warnOnly": False} for i, v in golden.items() if i != 15}
-    measurements["15"] = {"expected": "00" * 32, "warnOnly": False}
     (confdir / "attestationConfig").write_text(json.dumps({"measurements": measurements}))
     out = work / "joinservice.log"
     args = [
@@ -177,8 +174,7 @@ def main() -> None:
 
             first = node("baseline")
             events = boots[0]
-            golden = replay(events, HASH_ALG_IDS["SHA256"], sorted({e.pcr for e in events}))  # type: ignore[attr-defined]
-            join, port = start_join_service(plane, work, keys, golden)
+            join, port = start_join_service(plane, work, keys, golden_measurements(events))  # type: ignore[arg-type]
             try:
                 t = time.perf_counter()
                 subprocess.run([sys.executable, "-c", "import starlock.bootstrapper.cli"], check=True)

@@ -204,8 +204,7 @@ def main() -> None:
 
 
 def qemu_storm(plane: ControlPlane, work: Path, keys: KeyService, size: int) -> None:
-    from starlock.attestation.document import HASH_ALG_IDS
-    from starlock.attestation.measured_boot import replay, run_synthetic_boot
+    from starlock.attestation.measured_boot import golden_measurements, run_synthetic_boot
     from starlock.attestation.qemu import QemuVtpmIssuer
     from starlock.attestation.swtpm import Swtpm
     from starlock.nodelock import NodeLock
@@ -213,9 +212,7 @@ def qemu_storm(plane: ControlPlane, work: Path, keys: KeyService, size: int) -> 
     tpms = [Swtpm(work / f"tpm-{n}").start() for n in range(size)]
     try:
         events = [run_synthetic_boot(t.tcti, work / f"log-{n}.bin") for n, t in enumerate(tpms)]
-        golden = replay(events[0], HASH_ALG_IDS["SHA256"], sorted({e.pcr for e in events[0]}))
-        measurements = {str(i): {"expected": v.hex(), "warnOnly": False} for i, v in golden.items()}
-        measurements["15"] = {"expected": "00" * 32, "warnOnly": False}
+        measurements = golden_measurements(events[0])
         join, port = start_join_service(plane, work, keys, "qemu-vtpm", {"measurements": measurements})
         try:
 

@@ -68,25 +68,17 @@ def booted(tmp_path: Path) -> Iterator[Booted]:
     try:
         import tpm2_pytss  # noqa: F401
 
-        from starlock.attestation.swtpm import Swtpm, SwtpmNotFound, find_swtpm
+        from starlock.attestation.swtpm import SwtpmNotFound, booted_swtpm, find_swtpm
 
         binary = find_swtpm()
     except (ImportError, SwtpmNotFound) as exc:
         skip_or_fail(f"swtpm / tpm2-pytss not available: {exc}")
         raise
-    from starlock.attestation.document import HASH_ALG_IDS
-    from starlock.attestation.measured_boot import replay, run_synthetic_boot
-
-    with Swtpm(tmp_path / "tpm", binary=binary) as tpm:
-        events = run_synthetic_boot(tpm.tcti, tmp_path / "eventlog.bin")
-        golden = replay(events, HASH_ALG_IDS["SHA256"], sorted({e.pcr for e in events}))
-        measurements: dict[str, dict[str, object]] = {
-            str(i): {"expected": v.hex(), "warnOnly": False} for i, v in golden.items()
-        }
-        measurements["15"] = {"expected": "00" * 32, "warnOnly": False}
+    with booted_swtpm(tmp_path, binary=binary) as booted:
+        measurements = booted.measurements()
         config = tmp_path / "attestation-config.json"
         config.write_text(json.dumps({"measurements": measurements}))
-        yield Booted(tmp_path, tpm, config, measurements)
+        yield Booted(tmp_path, booted.tpm, config, measurements)
 
 
 @pytest.fixture

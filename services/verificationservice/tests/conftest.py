@@ -66,24 +66,17 @@ def node(tmp_path: Path) -> Iterator[Node]:
     try:
         import tpm2_pytss  # noqa: F401
 
-        from starlock.attestation.swtpm import Swtpm, SwtpmNotFound, find_swtpm
+        from starlock.attestation.swtpm import SwtpmNotFound, booted_swtpm, find_swtpm
 
         binary = find_swtpm()
     except (ImportError, SwtpmNotFound) as exc:
         skip_or_fail(f"swtpm / tpm2-pytss not available: {exc}")
         raise
-    from starlock.attestation.document import HASH_ALG_IDS
-    from starlock.attestation.measured_boot import replay, run_synthetic_boot
     from starlock.attestation.qemu import QemuVtpmIssuer
 
-    with Swtpm(tmp_path / "tpm", binary=binary) as tpm:
-        log = tmp_path / "eventlog.bin"
-        events = run_synthetic_boot(tpm.tcti, log)
-        golden = replay(events, HASH_ALG_IDS["SHA256"], sorted({e.pcr for e in events}))
-        measurements: dict[str, dict[str, object]] = {
-            str(i): {"expected": v.hex(), "warnOnly": False} for i, v in golden.items()
-        }
-        yield Node(tpm, QemuVtpmIssuer(tpm.tcti, event_log_path=log), log, measurements)
+    with booted_swtpm(tmp_path, binary=binary) as booted:
+        issuer = QemuVtpmIssuer(booted.tcti, event_log_path=booted.event_log)
+        yield Node(booted.tpm, issuer, booted.event_log, booted.measurements(pcr15=None))
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ __all__ = [
     "BootEvent",
     "default_boot_events",
     "encode_event_log",
+    "golden_measurements",
     "replay",
     "run_synthetic_boot",
 ]
@@ -198,3 +199,21 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def golden_measurements(
+    events: Iterable[BootEvent], *, pcr15: bytes | None = bytes(32)
+) -> dict[str, dict[str, object]]:
+    """The ``measurements`` of an attestation config for a boot, as an image build publishes them:
+    the SHA-256 values the events leave in the PCRs they touch, all enforced. ``pcr15`` is added
+    as the expected PCR 15 (default zero: a node not bootstrapped yet); None leaves PCR 15 out."""
+    from starlock.attestation.document import HASH_ALG_IDS
+
+    chosen = list(events)
+    golden = replay(chosen, HASH_ALG_IDS["SHA256"], sorted({e.pcr for e in chosen}))
+    measurements: dict[str, dict[str, object]] = {
+        str(i): {"expected": v.hex(), "warnOnly": False} for i, v in golden.items() if i != 15
+    }
+    if pcr15 is not None:
+        measurements["15"] = {"expected": pcr15.hex(), "warnOnly": False}
+    return measurements

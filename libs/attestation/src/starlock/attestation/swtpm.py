@@ -31,12 +31,13 @@ import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
-__all__ = ["Swtpm", "SwtpmError", "SwtpmNotFound", "find_swtpm"]
+__all__ = ["BootedTpm", "Swtpm", "SwtpmError", "SwtpmNotFound", "booted_swtpm", "find_swtpm"]
 
 _LOOPBACK = "127.0.0.1"
 _PORT_ATTEMPTS = 20
@@ -316,3 +317,40 @@ def _read_output(output: IO[bytes]) -> str:
         output.seek(0)
         return output.read()[-_OUTPUT_LIMIT:].decode(errors="replace").strip()
     return ""
+
+
+@dataclass
+class BootedTpm:
+    """A running swtpm after a synthetic measured boot: its TCTI, the TCG event log, the events."""
+
+    tpm: Swtpm
+    event_log: Path
+    events: list[Any]
+
+    @property
+    def tcti(self) -> str:
+        return self.tpm.tcti
+
+    def measurements(self, *, pcr15: bytes | None = bytes(32)) -> dict[str, dict[str, object]]:
+        """The golden measurements of this boot (see ``measured_boot.golden_measurements``)."""
+        from starlock.attestation.measured_boot import golden_measurements
+
+        return golden_measurements(self.events, pcr15=pcr15)
+
+
+@contextlib.contextmanager
+def booted_swtpm(
+    directory: str | os.PathLike[str],
+    *,
+    binary: str | os.PathLike[str] | None = None,
+    events: Sequence[Any] | None = None,
+) -> Iterator[BootedTpm]:
+    """Start swtpm with its state in ``directory``/tpm, run the synthetic measured boot (``events``,
+    default the standard one) writing ``directory``/eventlog.bin, and stop swtpm at the end."""
+    from starlock.attestation.measured_boot import run_synthetic_boot
+
+    root = Path(directory)
+    with Swtpm(root / "tpm", binary=binary) as tpm:
+        log = root / "eventlog.bin"
+        booted = run_synthetic_boot(tpm.tcti, log, events)
+        yield BootedTpm(tpm, log, booted)

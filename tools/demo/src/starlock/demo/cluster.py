@@ -138,14 +138,9 @@ class LocalCluster:
 
     def golden_measurements(self) -> dict[str, dict[str, object]]:
         """The measurements an image build publishes: replayed from the reference boot's events."""
-        from starlock.attestation.document import HASH_ALG_IDS
-        from starlock.attestation.measured_boot import default_boot_events, replay
+        from starlock.attestation.measured_boot import default_boot_events, golden_measurements
 
-        events = default_boot_events()
-        golden = replay(events, HASH_ALG_IDS["SHA256"], sorted({e.pcr for e in events}))
-        measurements = {str(i): {"expected": v.hex(), "warnOnly": False} for i, v in golden.items()}
-        measurements["15"] = {"expected": "00" * 32, "warnOnly": False}  # not yet bootstrapped
-        return measurements
+        return golden_measurements(default_boot_events())  # PCR 15 zero: not yet bootstrapped
 
     def write_attestation_config(self) -> Path:
         path = self.work / "attestation-config.json"
