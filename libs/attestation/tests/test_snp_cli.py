@@ -106,12 +106,14 @@ def test_hex_extended_report_takes_the_signer_from_the_cert_table(
     assert code == 1 and doc["checks"][-1]["name"] == "report-signature"
 
 
-def test_trailing_bytes_that_are_no_cert_table_reject(vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_trailing_bytes_that_are_no_cert_table_are_bad_input(vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not recognisable evidence: exit 2 (issue 16), saying what to pass instead."""
     a = vectors / "azure-snp/constellation-azure-snp-2023"
-    code, doc, _ = run(
+    code, doc, err = run(
         [str(a / "attestation.bin"), "--signer", str(a / "vcek.pem"), "--chain", str(a / "certchain.pem")], capsys
     )
-    assert code == 1 and "20 bytes after the report are not a certificate table" in doc["error"]
+    assert code == 2 and doc is None
+    assert "20 bytes after the report are not a certificate table" in err and "first 1184 bytes" in err
 
 
 @pytest.mark.parametrize(
@@ -144,14 +146,15 @@ def test_missing_signer_or_chain_is_usage(vectors: Path, tmp_path: Path, capsys:
     assert "cannot read report" in capsys.readouterr().err
 
 
-def test_junk_report_is_a_rejection(vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_junk_report_is_bad_input(vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """20 bytes are no report: exit 2 (issue 16), not a rejection."""
     t = vectors / "snp/trustee-milan-vcek"
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00\x01" * 10)
-    code, doc, _ = run(
+    code, doc, err = run(
         [str(junk), "--signer", str(t / "test-vcek.der"), "--chain", str(vectors / ROOTS / "ask_ark_milan.pem")], capsys
     )
-    assert code == 1 and doc["checks"][-1]["name"] == "report-format"
+    assert code == 2 and doc is None and "20 bytes, an SEV-SNP report has 1184" in err
 
 
 def test_decode_evidence_bytes() -> None:

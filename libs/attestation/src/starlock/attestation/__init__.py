@@ -50,6 +50,7 @@ __all__ = [
     "AttestationConfig",
     "AttestationDocument",
     "AttestationError",
+    "AzureInfo",
     "CertificateChainError",
     "Check",
     "CheckStatus",
@@ -69,6 +70,7 @@ __all__ = [
     "QemuVtpmIssuer",
     "QemuVtpmValidator",
     "SignatureError",
+    "SnpInstanceInfo",
     "SnpVersions",
     "UnsupportedError",
     "UntrustedKey",
@@ -76,10 +78,14 @@ __all__ = [
     "Validator",
     "Variant",
     "load_attestation_config",
+    "parse_snp_instance_info",
     "validator_for",
 ]
 
 _LAZY = {
+    "AzureInfo": "starlock.attestation.snpinfo",
+    "SnpInstanceInfo": "starlock.attestation.snpinfo",
+    "parse_snp_instance_info": "starlock.attestation.snpinfo",
     "QemuVtpmIssuer": "starlock.attestation.qemu.issuer",
     "QemuVtpmValidator": "starlock.attestation.qemu.validator",
     "validator_for": "starlock.attestation.validators",

@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_USAGE",
     "STRICT_HELP",
     "UsageError",
+    "check_json_syntax",
     "parse_time",
     "read_input",
     "strict_failure",
@@ -42,6 +43,17 @@ def read_input(path: str, what: str, max_size: int) -> bytes:
     if len(data) > max_size:
         raise UsageError(f"{what} {path} is larger than {max_size} bytes")
     return data
+
+
+def check_json_syntax(data: bytes, what: str) -> None:
+    """Input that starts like JSON (``{`` or ``[``) must be JSON: its error with line and column,
+    instead of the YAML parser's multi-line message for a JSON typo."""
+    from starlock.attestation.formats.sniff import json_error, looks_like_json
+
+    if looks_like_json(data):
+        error = json_error(data)
+        if error is not None:
+            raise UsageError(f"{what} is not valid JSON: {error}")
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -1,14 +1,18 @@
 """``starlock-verify``: verify attestation evidence from the command line.
 
-``document`` checks a vTPM attestation document against a variant's config; ``snp-report`` checks
-a raw AMD SEV-SNP report (binary, hex or base64; optionally an extended report with its
-certificate table) against its VCEK/VLEK and the AMD chain, whose ARK must be pinned.
+``document`` checks a vTPM attestation document against a variant's config (also Trustee's
+az-snp-vtpm evidence JSON and go-tpm-tools' binary attestation); ``snp-report`` checks a raw AMD
+SEV-SNP report (binary, hex or base64; an extended report with its certificate table; an Azure HCL
+report) against its VCEK/VLEK and the AMD chain, whose ARK must be pinned; ``quote`` checks a bare
+TPM quote under an AK and a nonce.
 
 Every check that was not made (no nonce, an unpinned AK, no enforced measurement, an SNP report
 without expected report data or measurement) is a WARN row; ``--strict`` turns any WARN row into a
 rejection.
 
-Exit codes: 0 accepted, 1 rejected, 2 bad usage or unreadable input (one-line reason on stderr).
+Exit codes: 0 accepted, 1 rejected (evidence that parses but fails a check), 2 bad usage or input
+that is not recognisable evidence (empty, garbage, the wrong kind of file): a one-line reason on
+stderr saying what the input is and what to pass instead.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from starlock.attestation._cliutil import (
     EXIT_USAGE,
     STRICT_HELP,
     UsageError,
+    check_json_syntax,
     parse_time,
     read_input,
     strict_failure,
 )
 from starlock.attestation.config import load_attestation_config
 from starlock.attestation.errors import AttestationError
+from starlock.attestation.formats._report import FormatReport
 from starlock.attestation.interfaces import CheckStatus, EvaluationReport
 from starlock.attestation.validators import validator_for
 from starlock.attestation.variant import Variant
@@ -57,9 +63,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="verify an attestation document against an attestation config",
         description="Verify a vTPM attestation document (JSON) for a variant against its attestation config.",
     )
-    doc.add_argument("file", help="attestation document (JSON), '-' for standard input")
-    doc.add_argument("--variant", required=True, help="attestation variant, e.g. qemu-vtpm")
-    doc.add_argument("--config", required=True, help="attestation config of the variant (JSON or YAML)")
+    doc.add_argument(
+        "file",
+        help="attestation document (JSON), Trustee az-snp-vtpm evidence (JSON) or a go-tpm-tools binary "
+        "attestation; '-' for standard input",
+    )
+    doc.add_argument("--variant", help="attestation variant, e.g. qemu-vtpm (required for JSON documents)")
+    doc.add_argument("--config", help="attestation config of the variant (JSON or YAML; required for JSON documents)")
     doc.add_argument(
         "--nonce", help="the nonce the document must be bound to, hex; without it freshness is not checked"
     )
@@ -71,9 +81,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     doc.add_argument("--strict", action="store_true", help=STRICT_HELP)
     doc.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
+    from starlock.attestation.formats._cli import add_document_options, add_quote_parser
     from starlock.attestation.snp._cli import add_snp_report_parser
 
+    add_document_options(doc)
     add_snp_report_parser(sub)
+    add_quote_parser(sub)
     return parser
 
 
@@ -81,11 +94,9 @@ def _read(path: str, what: str) -> bytes:
     return read_input(path, what, MAX_INPUT_SIZE)
 
 
-def _run_document(args: argparse.Namespace) -> EvaluationReport:
-    try:
-        variant = Variant.from_string(args.variant)
-    except AttestationError as exc:
-        raise UsageError(str(exc)) from None
+def _run_document(args: argparse.Namespace) -> EvaluationReport | FormatReport:
+    from starlock.attestation.formats._cli import CONSTELLATION, classify_document, run_foreign_document
+
     nonce: bytes | None = None
     if args.nonce is not None:
         try:
@@ -96,8 +107,19 @@ def _run_document(args: argparse.Namespace) -> EvaluationReport:
             raise UsageError("--nonce is empty")
     at = parse_time(args.at)
     document = _read(args.file, "document")
+    kind = classify_document(document, args.file)
+    if kind != CONSTELLATION:
+        return run_foreign_document(args, kind, document, nonce)
+    if args.variant is None or args.config is None:
+        raise UsageError("a Constellation attestation document needs --variant and --config")
     try:
-        config = load_attestation_config(_read(args.config, "config"), variant, allow_unenforced=args.allow_unenforced)
+        variant = Variant.from_string(args.variant)
+    except AttestationError as exc:
+        raise UsageError(str(exc)) from None
+    raw_config = _read(args.config, "config")
+    check_json_syntax(raw_config, f"config {args.config}")
+    try:
+        config = load_attestation_config(raw_config, variant, allow_unenforced=args.allow_unenforced)
         validator = validator_for(config, at=at)
     except AttestationError as exc:
         raise UsageError(str(exc)) from None
@@ -141,11 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from starlock.attestation.snp._cli import run_snp_report
 
         return run_snp_report(args)
+    from starlock.attestation.formats._cli import print_report, run_quote
+
     try:
-        report = _run_document(args)
+        report = run_quote(args) if args.command == "quote" else _run_document(args)
     except UsageError as exc:
         sys.stderr.write(f"starlock-verify: {exc}\n")
         return EXIT_USAGE
+    if isinstance(report, FormatReport):
+        return print_report(report, args)
     strict = strict_failure(report.checks) if args.strict and report.accepted else None
     if args.json:
         json.dump(_report_json(report, strict), sys.stdout, indent=2)

@@ -62,8 +62,14 @@ class HclReport:
     runtime_data: bytes = attrs.field(repr=False)
 
 
-def parse_hcl_report(blob: bytes) -> HclReport:
-    """Split an HCL report; the runtime data is cut at the first NUL (as go-azguestattestation)."""
+def parse_hcl_report(blob: bytes, *, check_sizes: bool = False) -> HclReport:
+    """Split an HCL report; the runtime data is cut at the first NUL (as go-azguestattestation).
+
+    ``check_sizes`` (for a report read from a file, where truncation or a foreign blob must be
+    told apart from evidence): the header's report size must be 0x20 + 0x4A0 + the IGVM data size, the
+    IGVM data size 20 + the variable data size, the blob must hold all of it, and the report type
+    must be SNP (2). Upstream reads none of these sizes.
+    """
     if len(blob) > MAX_HCL_REPORT:
         raise MalformedEvidence(f"HCL report: {len(blob)} bytes, at most {MAX_HCL_REPORT}")
     if len(blob) <= _RUNTIME_OFFSET:
@@ -73,6 +79,8 @@ def parse_hcl_report(blob: bytes) -> HclReport:
     version, report_size, request_type, status = struct.unpack_from("<IIII", blob, 4)
     data_size, igvm_version, report_type, hash_type, var_size = struct.unpack_from("<IIIII", blob, _IGVM_OFFSET)
     runtime = blob[_RUNTIME_OFFSET:].split(b"\x00", 1)[0]
+    if check_sizes:
+        _check_sizes(len(blob), report_size, data_size, report_type, var_size)
     return HclReport(
         version=version,
         report_size=report_size,
@@ -86,6 +94,24 @@ def parse_hcl_report(blob: bytes) -> HclReport:
         variable_data_size=var_size,
         runtime_data=runtime,
     )
+
+
+def _check_sizes(blob_size: int, report_size: int, data_size: int, report_type: int, var_size: int) -> None:
+    if report_type != 2:
+        kind = {4: " (TDX)"}.get(report_type, "")
+        raise MalformedEvidence(f"HCL report: IGVM report type {report_type}{kind}, expected 2 (SEV-SNP)")
+    if data_size != _RUNTIME_OFFSET - _IGVM_OFFSET + var_size:
+        raise MalformedEvidence(
+            f"HCL report: IGVM data size {data_size}, expected 20 + variable data size {var_size} = {20 + var_size}"
+        )
+    expected = _REPORT_OFFSET + _REPORT_SIZE + data_size  # header + SNP report + IGVM data
+    if report_size != expected:
+        raise MalformedEvidence(
+            f"HCL report: header report size {report_size}, expected 0x20 + 0x4A0 + IGVM data size {data_size} = "
+            f"{expected}"
+        )
+    if report_size > blob_size:
+        raise MalformedEvidence(f"HCL report: truncated: {blob_size} bytes, the header says {report_size}")
 
 
 @attrs.frozen

@@ -4,13 +4,19 @@ The AK is trusted when, in this order:
 
 1. the SNP report (``InstanceInfo.AttestationReport``, HCL bytes 0x20..0x4C0) verifies under the
    VCEK (``ReportSigner``, THIM) → ASK (issuer's ``CertChain`` or config ``amdSigningKey``) → ARK
-   (config ``amdRootKey``) at the verification time, with Constellation's policy: Milan only, no
+   (config ``amdRootKey``, or a pinned ARK the issuer sends) at the verification time, with
+   Constellation's policy, except that Genoa is accepted besides Milan (below): no
    DEBUG/MIGRATE_MA/CXL, VMPL 0, reported and launch TCB ≥ the configured versions, provisional
    firmware permitted;
 2. its ID key digest is in ``acceptedKeyDigests``, or else, by ``enforcementPolicy``: ``equal`` →
    rejected; ``warnOnly`` → warning; ``maaFallback`` → the MAA token must validate
    (:mod:`.maa`);
 3. SHA-256(runtime data) == REPORT_DATA[0:32], and the runtime data's HCL AK is the document's AK.
+
+Differs from Constellation, whose ``snp.Product()`` is hard-coded Milan: Azure also runs Genoa
+confidential VMs, so Genoa reports are accepted with the Genoa chain (product from the report's
+CPUID for v3+ reports, else the VCEK's productName; SEV-Genoa and ARK-Genoa from the issuer's
+THIM chain or the config). A Genoa VCEK never verifies under the Milan ASK, nor the reverse.
 """
 
 from __future__ import annotations
@@ -19,20 +25,28 @@ import datetime
 
 from starlock.attestation._certpath import utc_now
 from starlock.attestation._cloudissuer import CloudVtpmIssuer, InstanceInfoSource
-from starlock.attestation._snpinfo import SnpInstanceInfo, parse_snp_instance_info, run_snp_verification, snp_chain
 from starlock.attestation.azure.hcl import check_hcl_ak, check_runtime_data_binding, parse_runtime_data
 from starlock.attestation.azure.maa import HttpJwksFetcher, JwksFetcher, validate_maa_token
 from starlock.attestation.config import AttestationConfig, EnforcementPolicy
 from starlock.attestation.document import AttestationDocument
 from starlock.attestation.errors import ConfigError, MalformedEvidence
 from starlock.attestation.snp import Product, SnpPolicy, SnpVerification
+from starlock.attestation.snpinfo import SnpInstanceInfo, parse_snp_instance_info, run_snp_verification, snp_chain
 from starlock.attestation.tpm import TpmPublic, parse_tpmt_public
 from starlock.attestation.variant import Variant
 from starlock.attestation.vtpm import CheckRecorder, VtpmValidator
 
-__all__ = ["AzureSevSnpIssuer", "AzureSevSnpValidator", "azure_snp_policy", "verify_azure_snp_evidence"]
+__all__ = [
+    "AZURE_PRODUCTS",
+    "AzureSevSnpIssuer",
+    "AzureSevSnpValidator",
+    "azure_snp_policy",
+    "verify_azure_snp_evidence",
+]
 
 AK_PERSISTENT_HANDLE = 0x81000003
+#: Product lines accepted for azure-sev-snp (upstream: Milan only).
+AZURE_PRODUCTS = (Product.MILAN, Product.GENOA)
 
 
 def azure_snp_policy(config: AttestationConfig) -> SnpPolicy:
@@ -44,7 +58,7 @@ def azure_snp_policy(config: AttestationConfig) -> SnpPolicy:
         config,
         minimum_reported_tcb=config.snp_versions,
         id_key_digest_warn_only=signer.enforcement_policy is not EnforcementPolicy.EQUAL,
-        allowed_products=(Product.MILAN,),
+        allowed_products=AZURE_PRODUCTS,
     )
 
 
@@ -59,7 +73,7 @@ def verify_azure_snp_evidence(
     jwks_fetcher: JwksFetcher,
 ) -> SnpVerification:
     """Steps 1–3 of the module docstring for parsed InstanceInfo and the document's AK."""
-    policy = rec.run("snp-policy", lambda: azure_snp_policy(config), lambda _: "Milan, Constellation defaults")
+    policy = rec.run("snp-policy", lambda: azure_snp_policy(config), lambda _: "Milan or Genoa, Constellation defaults")
     chain = rec.run("snp-chain", lambda: snp_chain(info, config, rec), lambda c: f"{len(c)} AMD certificates")
     verified = run_snp_verification(
         info.attestation_report, info.report_signer, chain=chain, policy=policy, config=config, rec=rec, at=at

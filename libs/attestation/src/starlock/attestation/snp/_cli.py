@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import attrs
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from starlock.attestation._cliutil import (
     EXIT_ACCEPTED,
@@ -30,14 +31,17 @@ from starlock.attestation._cliutil import (
     read_input,
     strict_failure,
 )
+from starlock.attestation.azure.hcl import HclReport, check_runtime_data_binding
 from starlock.attestation.config import AttestationConfig, SnpVersions, load_attestation_config
 from starlock.attestation.errors import AttestationError, ConfigError, MalformedEvidence
+from starlock.attestation.formats.amd import AmdBundle, is_hcl_report, read_hcl_report, split_amd_bundle
+from starlock.attestation.formats.sniff import describe_input, looks_like_json, pem_labels
 from starlock.attestation.interfaces import Check, CheckStatus
 from starlock.attestation.snp.certtable import CertTable, parse_cert_table
 from starlock.attestation.snp.policy import SnpPolicy
 from starlock.attestation.snp.report import REPORT_SIZE, Product
 from starlock.attestation.snp.verify import SnpEvaluation, SnpVerifier
-from starlock.attestation.trust import load_certificates
+from starlock.attestation.trust import fingerprint, load_certificates
 from starlock.attestation.variant import Variant
 
 __all__ = ["VARIANT_NAME", "add_snp_report_parser", "decode_evidence_bytes", "run_snp_report"]
@@ -48,6 +52,10 @@ _SNP_VARIANTS = (Variant.AWS_SEV_SNP, Variant.AZURE_SEV_SNP, Variant.GCP_SEV_SNP
 _SNP_VARIANTS_TEXT = tuple(v.value for v in _SNP_VARIANTS)
 _HEX_TEXT = re.compile(rb"[0-9a-fA-F\s]+")
 _B64_TEXT = re.compile(rb"[A-Za-z0-9+/=_\-\s]+")
+_WHAT_REPORT = (
+    "expected a raw SEV-SNP report (1184 bytes; binary, hex or base64), an extended report with its "
+    "certificate table, or an Azure HCL report (HCLA); for an attestation document use 'starlock-verify document'"
+)
 
 
 def add_snp_report_parser(sub: Any) -> None:
@@ -200,8 +208,81 @@ def _with_unchecked(evaluation: SnpEvaluation, policy: SnpPolicy) -> SnpEvaluati
     return attrs.evolve(evaluation, checks=evaluation.checks + tuple(rows), warnings=warnings)
 
 
-def _rejected(error: AttestationError) -> SnpEvaluation:
-    return SnpEvaluation(False, (Check(error.check, CheckStatus.FAIL, str(error)),), error=error)
+def _report_bytes(args: argparse.Namespace) -> tuple[bytes, bytes, list[Check]]:
+    """(report, bytes after it, rows about the input) from the report file; UsageError when the file
+    is not a report, an extended report or an HCL report."""
+    raw = _read(args.report, "report")
+    if not raw.strip() or looks_like_json(raw) or pem_labels(raw):
+        raise UsageError(f"report {args.report} is {describe_input(raw)}: {_WHAT_REPORT}")
+    evidence = decode_evidence_bytes(raw)
+    if is_hcl_report(evidence):
+        try:
+            hcl = read_hcl_report(evidence)
+        except MalformedEvidence as exc:
+            raise UsageError(f"report {args.report}: an Azure HCL report that does not parse: {exc}") from None
+        detail = (
+            f"input is an Azure HCL report (HCLA v{hcl.version}, {len(evidence)} bytes): the SNP report was "
+            f"extracted from bytes 0x20..0x4C0, {len(hcl.runtime_data)} bytes of runtime data follow"
+        )
+        rows = [Check("hcl-report", CheckStatus.PASS, detail), _runtime_binding(hcl)]
+        return hcl.snp_report, b"", rows
+    if len(evidence) < REPORT_SIZE:
+        raise UsageError(
+            f"report {args.report} is {describe_input(raw)}: {len(evidence)} bytes, an SEV-SNP report has "
+            f"{REPORT_SIZE}; {_WHAT_REPORT}"
+        )
+    return evidence[:REPORT_SIZE], evidence[REPORT_SIZE:], []
+
+
+def _runtime_binding(hcl: HclReport) -> Check:
+    try:
+        check_runtime_data_binding(hcl.runtime_data, hcl.snp_report[0x50:0x90])
+    except AttestationError as exc:
+        return Check("runtime-data-binding", CheckStatus.FAIL, str(exc))
+    return Check("runtime-data-binding", CheckStatus.PASS, "SHA-256(HCL runtime data) == REPORT_DATA[0:32]")
+
+
+def _certs(path: str, what: str) -> AmdBundle:
+    data = _read(path, what)
+    try:
+        return split_amd_bundle(load_certificates(data))
+    except MalformedEvidence as exc:
+        raise UsageError(
+            f"{what} {path} is {describe_input(data)}: {exc}; expected AMD certificates (PEM or DER: the "
+            "VCEK/VLEK, the ASK/ASVK and ARK, or all of them in one bundle)"
+        ) from None
+
+
+def _signer_and_chain(args: argparse.Namespace, table: CertTable) -> tuple[bytes, list[x509.Certificate]]:
+    """--signer and --chain, each a single certificate or a bundle (VCEK + ASK + ARK): the leaf is the
+    signer and the rest the chain; the extended report's table fills what neither gives."""
+    given = [
+        b
+        for b in (
+            _certs(args.signer, "--signer") if args.signer else None,
+            _certs(args.chain, "--chain") if args.chain else None,
+        )
+        if b
+    ]
+    leaves = {fingerprint(b.signer): b.signer for b in given if b.signer is not None}
+    if len(leaves) > 1:
+        raise UsageError("--signer and --chain name two different VCEK/VLEK certificates; give one")
+    chain = [c for b in given for c in b.chain]
+    if args.signer and not leaves:
+        raise UsageError(f"--signer {args.signer} holds no VCEK/VLEK (CN SEV-VCEK or SEV-VLEK), only CA certificates")
+    signer = next(iter(leaves.values())).public_bytes(Encoding.DER) if leaves else (table.vcek or table.vlek)
+    if signer is None:
+        raise UsageError("no signer: give --signer (VCEK/VLEK) or an extended report whose table holds one")
+    if not chain and not args.chain:
+        try:
+            chain = [c for blob in (table.ask, table.ark) if blob for c in load_certificates(blob)]
+        except MalformedEvidence as exc:
+            raise UsageError(f"the certificate table's ASK/ARK do not parse: {exc}") from None
+    if not chain:
+        raise UsageError(
+            "no AMD chain: give --chain (ASK or ASVK, then ARK) or an extended report with ASK/ARK entries"
+        )
+    return signer, chain
 
 
 def _evaluate(args: argparse.Namespace) -> SnpEvaluation:
@@ -209,8 +290,7 @@ def _evaluate(args: argparse.Namespace) -> SnpEvaluation:
     at = parse_time(args.at)
     if args.vmpl < -1:
         raise UsageError("--vmpl must be 0..3, or -1 for any")
-    evidence = decode_evidence_bytes(_read(args.report, "report"))
-    table_bytes = evidence[REPORT_SIZE:]
+    report, table_bytes, rows = _report_bytes(args)
     if args.cert_table is not None:
         if table_bytes:
             raise UsageError("--cert-table given, but the report file already carries data after the report")
@@ -218,25 +298,20 @@ def _evaluate(args: argparse.Namespace) -> SnpEvaluation:
     try:
         table = parse_cert_table(table_bytes) if table_bytes else CertTable()
     except MalformedEvidence as exc:
-        return _rejected(
-            MalformedEvidence(f"the {len(table_bytes)} bytes after the report are not a certificate table: {exc}")
-        )
-    signer = _read(args.signer, "signer certificate") if args.signer else (table.vcek or table.vlek)
-    if signer is None:
-        raise UsageError("no signer: give --signer (VCEK/VLEK) or an extended report whose table holds one")
-    chain: list[x509.Certificate] = []
-    try:
-        if args.chain:
-            chain = load_certificates(_read(args.chain, "chain"))
-        else:
-            chain = [c for blob in (table.ask, table.ark) if blob for c in load_certificates(blob)]
-    except MalformedEvidence as exc:
-        return _rejected(MalformedEvidence(f"chain: {exc}", check="certificate-chain"))
-    if not chain:
         raise UsageError(
-            "no AMD chain: give --chain (ASK or ASVK, then ARK) or an extended report with ASK/ARK entries"
-        )
-    return _with_unchecked(SnpVerifier(policy).evaluate(evidence[:REPORT_SIZE], signer, chain, at=at), policy)
+            f"the {len(table_bytes)} bytes after the report are not a certificate table: {exc}; pass the report "
+            f"alone (its first {REPORT_SIZE} bytes), an extended report, or a whole Azure HCL report"
+        ) from None
+    signer, chain = _signer_and_chain(args, table)
+    evaluation = _with_unchecked(SnpVerifier(policy).evaluate(report, signer, chain, at=at), policy)
+    if not rows:
+        return evaluation
+    failed = next((r for r in rows if r.status is CheckStatus.FAIL), None)
+    if failed is not None and evaluation.accepted:
+        error = MalformedEvidence(failed.detail, check=failed.name)
+        checks = (*(r for r in rows if r is not failed), *evaluation.checks, failed)
+        return attrs.evolve(evaluation, accepted=False, checks=checks, error=error, result=None)
+    return attrs.evolve(evaluation, checks=(*rows, *evaluation.checks))
 
 
 def _json(evaluation: SnpEvaluation, strict: str | None) -> dict[str, Any]:
