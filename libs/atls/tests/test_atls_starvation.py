@@ -14,7 +14,6 @@ import base64
 import contextlib
 import ipaddress
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -185,8 +184,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _limit_descriptors() -> None:  # runs in the child before exec
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+_DESCRIPTORS = 64
 
 
 def test_cli_out_of_descriptors_does_not_spin(tmp_path: Path) -> None:
@@ -194,10 +192,28 @@ def test_cli_out_of_descriptors_does_not_spin(tmp_path: Path) -> None:
     With 64 descriptors and 80 silent connections, it now logs one line and stays idle."""
     stderr_path = tmp_path / "stderr"
     with stderr_path.open("w") as stderr:
+        # The limit is set by a shell that then execs the tunnel, not by a preexec_fn: forking this
+        # test process (which has grpc's threads from other tests) and running Python code in the
+        # child before exec sometimes died in grpc's fork handlers, so the tunnel never started.
+        command = [
+            sys.executable,
+            "-m",
+            "starlock.atls.cli",
+            "-v",
+            "2",
+            "tunnel",
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            "127.0.0.1:9",
+            "--issuer",
+            "dummy",
+            "--insecure-dummy",
+        ]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "starlock.atls.cli", "-v", "2", "tunnel", "server", "--listen", "127.0.0.1:0",
-             "--forward", "127.0.0.1:9", "--issuer", "dummy", "--insecure-dummy"],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=_limit_descriptors,  # noqa: PLW1509 - only setrlimit, before exec
+            ["/bin/sh", "-c", f'ulimit -n {_DESCRIPTORS} && exec "$@"', "sh", *command],
+            stdout=subprocess.PIPE, stderr=stderr, text=True,
         )  # fmt: skip
     connections: list[socket.socket] = []
     try:
