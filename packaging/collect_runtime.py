@@ -2,13 +2,15 @@
 
 Copies into DEST only what the virtual environment needs to run: the files of the Debian packages
 that hold the Python interpreter, its standard library and every shared library that an ELF file
-of the interpreter or the virtual environment loads, with their dependencies. Essential packages
+of the interpreter or the virtual environment loads, with their dependencies. Libraries loaded
+with dlopen by name (libtss2-tctildr's TCTI modules) are invisible to ldd: they are named on the
+command line by soname, found in the dynamic linker cache, and must end up in DEST's. Essential packages
 (shell, coreutils, dpkg...) and the package tools are left out, so the result has no shell, no
 package manager and no compiler. It also writes /etc/passwd and /etc/group with the unprivileged
 user, /tmp, the CA bundle, the dynamic linker cache, the standard library's bytecode, and one
 status stanza per package under /var/lib/dpkg/status.d (read by image scanners; no dpkg to use it).
 
-Usage: python3 collect_runtime.py DEST VENV [UID]
+Usage: python3 collect_runtime.py DEST VENV [UID [SONAME...]]
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ import sys
 import sysconfig
 from pathlib import Path
 
-# Never copied even when something depends on them: package tools and their configuration.
-EXCLUDED = {"apt", "dpkg", "debconf", "debianutils", "python3-pip-whl", "python3-setuptools-whl", "perl-base"}
+# Never copied even when something depends on them: package tools and their configuration, and
+# tpm-udev (every libtss2 package depends on it: udev rules and a tss user for the host's /dev/tpm*,
+# nothing a container uses; it would pull in udev and adduser).
+EXCLUDED = {
+    "apt", "dpkg", "debconf", "debianutils", "python3-pip-whl", "python3-setuptools-whl", "perl-base", "tpm-udev",
+}  # fmt: skip
 SKIPPED_PREFIXES = (
     "/usr/share/doc/",
     "/usr/share/man/",
@@ -76,6 +82,16 @@ def _libraries(elf: str) -> set[str]:
     return libs
 
 
+def _linker_cache(cache: str = "/etc/ld.so.cache") -> dict[str, str]:
+    """soname -> path of the libraries in a dynamic linker cache (``ldconfig -p``)."""
+    found: dict[str, str] = {}
+    for line in _run("/sbin/ldconfig", "-p", "-C", cache).stdout.splitlines()[1:]:
+        m = re.match(r"\s*(\S+) \((.*)\) => (/\S+)$", line)
+        if m and "x32" not in m.group(2):
+            found.setdefault(m.group(1), m.group(3))
+    return found
+
+
 def _closure(roots: set[str]) -> set[str]:
     essential = {line.split()[0] for line in _query("${Package} ${Essential}\n") if line.endswith(" yes")}
     seen: set[str] = set()
@@ -114,10 +130,22 @@ def _copy(src: str, dest: Path) -> None:
 def main() -> int:
     dest, venv = Path(sys.argv[1]), Path(sys.argv[2])
     uid = int(sys.argv[3]) if len(sys.argv) > 3 else 65532
+    dlopened = sys.argv[4:]
     stdlib = sysconfig.get_paths()["stdlib"]
     roots = {_owner(p) for p in (sys.executable, os.path.realpath(sys.executable), "/usr/bin/python3")}
     roots |= {_owner(f"{stdlib}/{module}") for module in ("os.py", "json/__init__.py", "http/client.py")}
-    for elf in [os.path.realpath(sys.executable), *_elf_files(venv), *_elf_files(Path(stdlib + "/lib-dynload"))]:
+    cache = _linker_cache()
+    missing = [name for name in dlopened if name not in cache]
+    if missing:
+        raise SystemExit(f"collect_runtime: not in the dynamic linker cache: {' '.join(missing)}")
+    extra = [os.path.realpath(cache[name]) for name in dlopened]
+    roots |= {_owner(cache[name]) for name in dlopened}
+    for elf in [
+        os.path.realpath(sys.executable),
+        *_elf_files(venv),
+        *_elf_files(Path(stdlib + "/lib-dynload")),
+        *extra,
+    ]:
         roots |= {_owner(lib) for lib in _libraries(elf)}
     packages = _closure(roots)
     # merged /usr: keep the top-level symlinks (/lib -> usr/lib, /bin -> usr/bin ...)
@@ -143,6 +171,11 @@ def main() -> int:
     os.chmod(dest / "tmp", 0o1777)  # noqa: S103 - /tmp is world-writable and sticky by definition
     _run(sys.executable, "-m", "compileall", "-q", "-j", "0", "-s", str(dest), "-p", "/", str(dest) + stdlib)
     _run("/sbin/ldconfig", "-r", str(dest))
+    # what the image's own linker cache resolves, so that dlopen("libtss2-tcti-device.so.0") works there
+    dest_cache = _linker_cache(str(dest / "etc/ld.so.cache"))
+    missing = [name for name in dlopened if name not in dest_cache or not (dest / dest_cache[name][1:]).exists()]
+    if missing:
+        raise SystemExit(f"collect_runtime: dlopen'ed libraries missing from {dest}: {' '.join(missing)}")
     print("collect_runtime: " + " ".join(sorted(packages)))
     return 0
 
