@@ -14,7 +14,6 @@ import datetime
 import email.utils
 import hashlib
 import http.server
-import ipaddress
 import json
 import ssl
 import threading
@@ -28,9 +27,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import given
 from hypothesis import strategies as st
+from tls_helpers import make_test_tls
 
 from starlock.attestation.errors import CertificateChainError, ConfigError, MalformedEvidence
 from starlock.attestation.snp import Product, SigningKey, SnpPolicy, TcbParts, TcbVersion, kds, verify_report
@@ -120,42 +119,9 @@ class FakeKds:
 
 
 def _make_tls(tmp: Path) -> tuple[ssl.SSLContext, str]:
-    """A CA and a 127.0.0.1 server certificate: (server context, CA PEM)."""
-    now = datetime.datetime.now(UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "starlock test KDS CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    (tmp / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp / "server.key").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp / "server.pem", tmp / "server.key")
-    return context, ca.public_bytes(serialization.Encoding.PEM).decode()
+    """A CA and a 127.0.0.1 server certificate: (server context, CA PEM); see tls_helpers."""
+    tls = make_test_tls(tmp)
+    return tls.server_context, tls.ca_pem
 
 
 @pytest.fixture(scope="module")

@@ -42,8 +42,8 @@ from starlock.attestation.tpm import (
     parse_tpmt_public,
     verify_attestation,
     verify_quote,
-    verify_replay,
 )
+from starlock.attestation.tpm.eventlog import check_replay
 from starlock.attestation.variant import Variant
 
 __all__ = ["CheckRecorder", "VtpmValidator", "make_extra_data", "make_tpm_nonce", "trusted_ak_from_document"]
@@ -243,7 +243,7 @@ class VtpmValidator:
     def _verify_sha256_bank(quote: Quote, ak: TpmPublic, tpm_nonce: bytes, log: EventLog | None) -> None:
         verify_quote(ak, quote, tpm_nonce)
         if log is not None:
-            verify_replay(log, quote.pcrs)
+            check_replay(log, quote.pcrs)  # every check; the data marks are the winning bank's
 
     @staticmethod
     def _unbound_tpm_nonce(doc: AttestationDocument) -> bytes:

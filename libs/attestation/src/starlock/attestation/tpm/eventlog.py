@@ -165,41 +165,56 @@ def replay(log: EventLog | bytes, hash_alg: int) -> dict[int, bytes]:
     return _replay(log, hash_alg)[0]
 
 
-def _replay(log: EventLog | bytes, hash_alg: int) -> tuple[dict[int, bytes], tuple[bool, ...]]:
-    """The replayed PCRs and, per event, whether its data is bound to its digest."""
+def _replay(log: EventLog | bytes, hash_alg: int, *, marks: bool = True) -> tuple[dict[int, bytes], tuple[bool, ...]]:
+    """The replayed PCRs and, per event, whether its data is bound to its digest.
+
+    With ``marks=False`` only the events of :data:`DATA_BOUND_EVENT_TYPES` have their data hashed
+    (a mismatch still raises); every other mark is False. For a bank whose marks nobody reads.
+    """
     if not isinstance(log, EventLog):
         log = parse_event_log(log)
     name = alg.alg_name(hash_alg)
-    size = log.digest_sizes.get(hash_alg)
+    header = log.digest_sizes
+    size = header.get(hash_alg)
     if size is None:
-        banks = ", ".join(alg.alg_name(a) for a in log.hash_algs)
+        banks = ", ".join(alg.alg_name(a) for a in header)
         raise EventLogMismatch(f"event log has no {name} digests (its banks: {banks})")
     hash_ = alg.hash_for(hash_alg, "event log replay bank")
     if hash_.digest_size != size:
         raise MalformedEvidence(f"event log: header gives {size}-byte {name} digests, expected {hash_.digest_size}")
     new = HASHLIB_CONSTRUCTORS.get(hash_alg) or functools.partial(hashlib.new, hash_.name.replace("-", ""))
     zero = bytes(size)
-    slot = log.hash_algs.index(hash_alg)
+    slot = list(header).index(hash_alg)
+    bound_types = DATA_BOUND_EVENT_TYPES
     pcrs: dict[int, bytes] = {}
     bound: list[bool] = []
+    mark = bound.append
     for ev in log.events:
-        if ev.event_type == EV_NO_ACTION:
+        event_type = ev.event_type
+        if event_type == EV_NO_ACTION:
             if ev.pcr_index == 0 and ev.data.startswith(_STARTUP_LOCALITY):
                 pcrs[0] = _startup_locality(ev, pcrs, size)
-            bound.append(False)
+            mark(False)
             continue
         # Firmware lists the digests in header order: look there first, then search.
         digests = ev.digests
-        measured = digests[slot][1] if slot < len(digests) and digests[slot][0] == hash_alg else ev.digest(hash_alg)
-        if measured is None:
-            raise EventLogMismatch(f"event log: event {ev.number} (PCR {ev.pcr_index}) has no {name} digest")
+        found, measured = digests[slot] if slot < len(digests) else (None, b"")
+        if found != hash_alg:
+            other = ev.digest(hash_alg)
+            if other is None:
+                raise EventLogMismatch(f"event log: event {ev.number} (PCR {ev.pcr_index}) has no {name} digest")
+            measured = other
         # Digests and data are public: a plain comparison is fine.
-        data_bound = new(ev.data).digest() == measured
-        if not data_bound and ev.event_type in DATA_BOUND_EVENT_TYPES:
-            raise unbound_data_error(ev, name, measured, new)
-        bound.append(data_bound)
+        if marks or event_type in bound_types:
+            data_bound = new(ev.data).digest() == measured
+            if not data_bound and event_type in bound_types:
+                raise unbound_data_error(ev, name, measured, new)
+            mark(data_bound)
+        else:
+            mark(False)
         index = ev.pcr_index
-        pcrs[index] = new(pcrs.get(index, zero) + measured).digest()
+        previous = pcrs.get(index)
+        pcrs[index] = new((zero if previous is None else previous) + measured).digest()
     return dict(sorted(pcrs.items())), tuple(bound)
 
 
@@ -212,9 +227,24 @@ def verify_replay(log: EventLog | bytes, pcrs: PCRs) -> EventLogReplay:
     if not isinstance(log, EventLog):
         log = parse_event_log(log)
     replayed, data_verified = _replay(log, pcrs.hash)
+    _compare(replayed, pcrs)
+    return EventLogReplay(hash_alg=pcrs.hash, pcrs=replayed, events=log.events, data_verified=data_verified)
+
+
+def check_replay(log: EventLog, pcrs: PCRs) -> None:
+    """:func:`verify_replay` for a caller that does not read the per-event data marks (internal).
+
+    Every check is made (replay, comparison, the data of :data:`DATA_BOUND_EVENT_TYPES` events);
+    only the data of the other events is not hashed, since nothing would read the result.
+    """
+    _compare(_replay(log, pcrs.hash, marks=False)[0], pcrs)
+
+
+def _compare(replayed: dict[int, bytes], pcrs: PCRs) -> None:
     problems: dict[int, str] = {}
+    quoted_pcrs = pcrs.pcrs
     for index, value in replayed.items():
-        quoted = pcrs.pcrs.get(index)
+        quoted = quoted_pcrs.get(index)
         if quoted is None:
             problems[index] = "in the event log but not in the quote"
         elif not hmac.compare_digest(quoted, value):
@@ -223,7 +253,6 @@ def verify_replay(log: EventLog | bytes, pcrs: PCRs) -> EventLogReplay:
         indices = ", ".join(str(i) for i in problems)
         details = "; ".join(f"PCR {i}: {why}" for i, why in problems.items())
         raise EventLogMismatch(f"event log replay ({pcrs.hash_name}) differs from the quoted PCRs {indices}: {details}")
-    return EventLogReplay(hash_alg=pcrs.hash, pcrs=replayed, events=log.events, data_verified=data_verified)
 
 
 def _startup_locality(ev: TcgEvent, pcrs: dict[int, bytes], size: int) -> bytes:
