@@ -104,7 +104,8 @@ class KeyService:
         """In a new private directory under ``parent`` (default /tmp: a socket path is bounded)."""
         if parent is not None and len(str(parent)) > 70:
             parent = None
-        directory = Path(tempfile.mkdtemp(prefix="slks-", dir=str(parent or "/tmp")))
+        # mkdtemp: a private, unpredictable directory; /tmp keeps the socket path short
+        directory = Path(tempfile.mkdtemp(prefix="slks-", dir=str(parent or "/tmp")))  # noqa: S108
         directory.chmod(0o700)
         service = cls(directory, secrets.token_bytes(32), secrets.token_bytes(32), extra_args)
         (directory / "mastersecret").write_bytes(service.master_secret)
