@@ -36,6 +36,9 @@ def test_console_script_and_systemd_unit(tmp_path: Path) -> None:
     assert script is not None, "the starlock-bootstrapper console script is not installed"
     done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and "--state-disk" in done.stdout
+    done = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60, check=False)
+    meta = importlib.metadata.version("starlock-bootstrapper")
+    assert done.returncode == 0 and done.stdout.strip() == f"starlock-bootstrapper {meta}"
     analyze = shutil.which("systemd-analyze")
     if analyze is None or not Path("/lib/systemd/system/sysinit.target").exists():
         skip_or_fail("systemd-analyze and the systemd units are needed (Debian package systemd)")

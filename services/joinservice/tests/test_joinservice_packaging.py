@@ -24,3 +24,18 @@ def test_namespace_and_typed_marker() -> None:
     # PEP 420: no __init__.py directly under src/starlock, so the namespace spans distributions.
     assert getattr(starlock, "__file__", None) is None
     assert importlib.resources.files("starlock.joinservice").joinpath("py.typed").is_file()
+
+
+def test_version_flag() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "starlock.joinservice", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    expected = f"starlock-joinservice {importlib.metadata.version('starlock-joinservice')}"
+    assert done.returncode == 0 and done.stdout.strip() == expected

@@ -52,11 +52,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _dist_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree without metadata
+        return "unknown"
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="starlock-verify",
         description="Verify Constellation-compatible attestation evidence offline.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_dist_version('starlock-attestation')}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     doc = sub.add_parser(
         "document",
@@ -158,7 +168,22 @@ def _print_table(report: EvaluationReport, out: TextIO, strict: str | None) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _build_parser().parse_args(raw)
+    except SystemExit as exc:
+        if "--json" in raw and exc.code not in (0, None):  # a JSON reader still gets JSON
+            json.dump({"accepted": False, "error": "usage error (see stderr)"}, sys.stdout)
+            sys.stdout.write("\n")
+        raise
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("starlock-verify: interrupted\n")
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.command == "snp-report":
         from starlock.attestation.snp._cli import run_snp_report
 

@@ -36,12 +36,22 @@ __all__ = ["main", "parse_args", "run"]
 DEFAULT_PORT = 9000
 
 
+def _dist_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree without metadata
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="starlock-keyservice",
         description="Serve /kms.API/GetDataKey (Constellation-compatible key service).",
         allow_abbrev=False,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_dist_version('starlock-kms')}")
     p.add_argument("--port", "-port", type=int, default=DEFAULT_PORT, help="TCP port (default 9000)")
     p.add_argument(
         "--master-secret",
