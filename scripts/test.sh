@@ -8,13 +8,18 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # the real Kubernetes control plane the tests start (cached: nothing to do when already built)
 bash scripts/build-kube.sh
-# Python 3.12 and 3.13 for the libs-py312/libs-py313 envs: with pyenv (as on the CI machines),
-# make the newest installed 3.12.x and 3.13.x visible beside the default interpreter.
-if command -v pyenv >/dev/null 2>&1; then
-    extra="$(pyenv versions --bare | grep -E '^3\.1[23]\.[0-9]+$' | sort -V | awk -F. '{v[$1"."$2]=$0} END {for (k in v) print v[k]}' | sort -V | paste -sd: -)"
-    PYENV_VERSION="$(pyenv version-name)${extra:+:$extra}"
-    export PYENV_VERSION
-fi
+# Python 3.12 and 3.13 for the libs-py312/libs-py313 envs: the newest 3.12.x/3.13.x that pyenv has
+# installed (as on the CI machines; its shims do not reach them otherwise), else python3.12 and
+# python3.13 from PATH. STARLOCK_PYTHON312/STARLOCK_PYTHON313 set by hand win.
+for minor in 12 13; do
+    var="STARLOCK_PYTHON3$minor"
+    if [ -z "${!var:-}" ] && command -v pyenv >/dev/null 2>&1; then
+        found="$(pyenv versions --bare | grep -E "^3\.$minor\.[0-9]+$" | sort -V | tail -n 1)"
+        if [ -n "$found" ] && [ -x "$(pyenv root)/versions/$found/bin/python3.$minor" ]; then
+            export "$var=$(pyenv root)/versions/$found/bin/python3.$minor"
+        fi
+    fi
+done
 # Under CI a missing Python 3.12/3.13 fails the run; elsewhere those two envs are skipped (tox
 # says so in its summary).
 if [ "${CI:-}" = "true" ]; then skip_missing=false; else skip_missing=true; fi
