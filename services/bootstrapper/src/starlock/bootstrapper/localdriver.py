@@ -231,11 +231,13 @@ class LocalDriver:
             )
         )
         deadline = time.monotonic() + CSR_TIMEOUT
+        delay = 0.1  # backing off: a join storm's hundred pollers must not load the API server
         while time.monotonic() < deadline:
             status = certs.read_certificate_signing_request(name).status
             if status is not None and status.certificate:
                 return base64.b64decode(status.certificate)
-            time.sleep(0.2)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
         raise TimeoutError(f"the kubelet client CSR {name} was not signed within {CSR_TIMEOUT:.0f} s")
 
     def _register_node(self, core: client.CoreV1Api, annotations: dict[str, str], *, control_plane: bool) -> None:
