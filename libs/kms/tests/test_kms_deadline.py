@@ -157,5 +157,7 @@ def test_backend_sees_the_callers_remaining_time_and_no_limit_without_one(sockdi
     finally:
         service.server.stop(None)
     left = seen["key-with-deadline"]
-    assert left is not None and 2.0 < left <= 4.5  # 5 s less the 0.5 s kept to send the answer
+    # 5 s less the 0.5 s kept to send the answer; gRPC's timeout header rounds up a little, so the
+    # server can see a few milliseconds more than the caller set (4.507 s seen under load)
+    assert left is not None and 2.0 < left <= 4.55
     assert seen["key-no-deadline"] is None
