@@ -102,12 +102,17 @@ def test_duplicate_server_name_is_refused() -> None:
     sni_ext = b"\x00\x00" + (len(SNI) + 5).to_bytes(2, "big") + (len(SNI) + 3).to_bytes(2, "big") + b"\x00"
     sni_ext += len(SNI).to_bytes(2, "big") + SNI
     assert sni_ext in message
-    # append a second server_name extension: grow the extensions block, the body and the header
-    message += sni_ext
-    ext_len_at = message.index(sni_ext) - 2  # server_name is the first extension pyOpenSSL writes
-    while int.from_bytes(message[ext_len_at : ext_len_at + 2], "big") != len(message) - ext_len_at - 2 - len(sni_ext):
-        ext_len_at -= 1
+    # append a second server_name extension: grow the extensions block, the body and the header.
+    # The extensions length is found by walking the ClientHello's fields (type, length, version,
+    # random, session id, cipher suites, compression methods), not by searching: the random bytes
+    # can look like anything.
+    ext_len_at = 4 + 2 + 32
+    ext_len_at += 1 + message[ext_len_at]
+    ext_len_at += 2 + int.from_bytes(message[ext_len_at : ext_len_at + 2], "big")
+    ext_len_at += 1 + message[ext_len_at]
     old = int.from_bytes(message[ext_len_at : ext_len_at + 2], "big")
+    assert ext_len_at + 2 + old == len(message)
+    message += sni_ext
     message[ext_len_at : ext_len_at + 2] = (old + len(sni_ext)).to_bytes(2, "big")
     message[1:4] = (len(message) - 4).to_bytes(3, "big")
     with pytest.raises(HandshakeError, match="appears twice"):
