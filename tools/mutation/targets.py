@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = ["TARGETS"]
 
 _TPM = (
+    "test_mutation_tpm.py",
     "test_tpm_quote.py",
     "test_vtpm_binding.py",
     "test_tpm_vectors.py",
@@ -26,6 +27,7 @@ _TPM = (
     "test_variant_gcp_es.py",
 )
 _SNP = (
+    "test_mutation_snp.py",
     "test_snp_vectors.py",
     "test_snp_policy.py",
     "test_snp_chain_profile.py",
@@ -42,6 +44,7 @@ _SNP = (
 TARGETS: dict[str, dict[str, tuple[str, ...]]] = {
     "attestation": {
         "vtpm.py": (
+            "test_mutation_tpm.py",
             "test_vtpm_binding.py",
             "test_qemu_validator.py",
             "test_variant_common.py",
@@ -55,6 +58,7 @@ TARGETS: dict[str, dict[str, tuple[str, ...]]] = {
         "tpm/quote.py": _TPM,
         "tpm/eventlog*.py": ("test_tpm_eventlog.py", "test_tpm_eventdata.py", *_TPM),
         "measurements.py": (
+            "test_mutation_measurements.py",
             "test_measurements.py",
             "test_config.py",
             "test_config_unenforced.py",
