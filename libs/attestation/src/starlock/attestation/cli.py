@@ -18,6 +18,7 @@ stderr saying what the input is and what to pass instead.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import sys
 from collections.abc import Sequence
@@ -52,21 +53,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _dist_version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree without metadata
-        return "unknown"
-
-
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="starlock-verify",
         description="Verify Constellation-compatible attestation evidence offline.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_dist_version('starlock-attestation')}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('starlock-attestation')}"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     doc = sub.add_parser(
         "document",

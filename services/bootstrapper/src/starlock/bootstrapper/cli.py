@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -66,22 +67,15 @@ class StartupError(Exception):
     """The bootstrapper cannot start (before the node lock): a clear one-line reason."""
 
 
-def _dist_version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree without metadata
-        return "unknown"
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(
         prog="starlock-bootstrapper",
         description="Initialize or join this node exactly once (Constellation v2 compatible).",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_dist_version('starlock-bootstrapper')}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('starlock-bootstrapper')}"
+    )
     parser.add_argument(
         "--variant",
         default=env.get("CONSTEL_ATTESTATION_VARIANT", ""),

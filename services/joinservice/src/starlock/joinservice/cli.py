@@ -6,6 +6,7 @@ Fatal start-up errors are one JSON log line and exit status 1.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import signal
 import threading
@@ -38,18 +39,11 @@ _log = logging.getLogger("starlock.joinservice")
 MAX_SALT_BYTES = 4096
 
 
-def _dist_version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree without metadata
-        return "unknown"
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="starlock-joinservice", description="Constellation-compatible join service.")
-    p.add_argument("--version", action="version", version=f"%(prog)s {_dist_version('starlock-joinservice')}")
+    p.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('starlock-joinservice')}"
+    )
     p.add_argument("--cloud-provider", "-cloud-provider", default="", help="aws, azure, gcp, openstack or qemu")
     p.add_argument(
         "--key-service-endpoint",

@@ -8,6 +8,7 @@ log line and exit status 1; bad usage exits 2.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import secrets
@@ -48,21 +49,14 @@ class StartupError(Exception):
     """A fatal start-up error; the message is one line for the log."""
 
 
-def _dist_version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree without metadata
-        return "unknown"
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="starlock-verificationservice",
         description="Constellation-compatible verification service: this node's attestation for a caller's nonce.",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {_dist_version('starlock-verificationservice')}")
+    p.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('starlock-verificationservice')}"
+    )
     p.add_argument("--attestation-variant", "-attestation-variant", required=True, help="qemu-vtpm, or dummy (tests)")
     p.add_argument(
         "--tcti", default="device:/dev/tpmrm0", help="the node's TPM (qemu-vtpm; default device:/dev/tpmrm0)"

@@ -14,6 +14,7 @@ stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import ipaddress
 import logging
 import os
@@ -36,22 +37,13 @@ __all__ = ["main", "parse_args", "run"]
 DEFAULT_PORT = 9000
 
 
-def _dist_version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree without metadata
-        return "unknown"
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="starlock-keyservice",
         description="Serve /kms.API/GetDataKey (Constellation-compatible key service).",
         allow_abbrev=False,
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {_dist_version('starlock-kms')}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('starlock-kms')}")
     p.add_argument("--port", "-port", type=int, default=DEFAULT_PORT, help="TCP port (default 9000)")
     p.add_argument(
         "--master-secret",
