@@ -268,3 +268,21 @@ def test_kms_uri_file_readable_by_others_is_refused(sockdir: Path) -> None:
     )
     assert res.returncode == 1
     assert "readable by others" in res.stderr
+
+
+def test_version_flag() -> None:
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "starlock.kms.keyservice", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (
+        done.returncode == 0
+        and done.stdout.strip() == f"starlock-keyservice {importlib.metadata.version('starlock-kms')}"
+    )

@@ -13,7 +13,6 @@ import pytest
     ("module", "prog", "dist"),
     [
         ("starlock.verificationservice", "starlock-verificationservice", "starlock-verificationservice"),
-        ("starlock.kms.keyservice", "starlock-keyservice", "starlock-kms"),
         ("starlock.atls.cli", "starlock-atls", "starlock-atls"),
         ("starlock.attestation.cli", "starlock-verify", "starlock-attestation"),
     ],
