@@ -31,29 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
+from bench_common import peak_rss_mib, percentile, start_join_service
 
 from starlock.attestation.measured_boot import golden_measurements, run_synthetic_boot
 from starlock.attestation.qemu import QemuVtpmIssuer
 from starlock.attestation.swtpm import Swtpm
 from starlock.kubecluster import ControlPlane
-from starlock.kubecluster.services import KeyService, install_join_service_objects, service_account_kubeconfig
+from starlock.kubecluster.services import KeyService, install_join_service_objects
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def peak_rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 @dataclass
@@ -61,30 +47,6 @@ class Node:
     name: str
     tpm: Swtpm
     root: Path
-
-
-def start_join_service(
-    plane: ControlPlane, work: Path, keys: KeyService, measurements: dict[str, dict[str, object]]
-) -> tuple[subprocess.Popen[bytes], int]:
-    confdir = work / "join-config"
-    confdir.mkdir()
-    (confdir / "measurementSalt").write_bytes(secrets.token_bytes(32))
-    (confdir / "attestationConfig").write_text(json.dumps({"measurements": measurements}))
-    out = work / "joinservice.log"
-    args = [
-        sys.executable, "-m", "starlock.joinservice", "--attestation-variant", "qemu-vtpm",
-        "--key-service-endpoint", keys.endpoint, "--config-dir", str(confdir), "--kubernetes-dir", str(plane.root),
-        "--kubeconfig", str(service_account_kubeconfig(plane, work / "join-service.kubeconfig")),
-        "--listen", "127.0.0.1:0", "--api-server-endpoint", plane.server.removeprefix("https://"),
-    ]  # fmt: skip
-    with out.open("ab") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while "listening on port" not in out.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the join service did not start: {out.read_text()[-2000:]}")
-        time.sleep(0.05)
-    return proc, int(out.read_text().split("listening on port")[1].split()[0])
 
 
 def bootstrap(node: Node, port: int) -> tuple[float, float, float]:
@@ -174,7 +136,9 @@ def main() -> None:
 
             first = node("baseline")
             events = boots[0]
-            join, port = start_join_service(plane, work, keys, golden_measurements(events))  # type: ignore[arg-type]
+            join, port = start_join_service(
+                plane, work, keys, "qemu-vtpm", {"measurements": golden_measurements(events)}
+            )  # type: ignore[arg-type]
             try:
                 t = time.perf_counter()
                 subprocess.run([sys.executable, "-c", "import starlock.bootstrapper.cli"], check=True)

@@ -18,16 +18,14 @@ joining alone.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import secrets
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from bench_common import cpu_seconds, peak_rss_mib, percentile, start_join_service
 
 from starlock.atls import DummyIssuer
 from starlock.bootstrapper.joinclient import JoinClient, JoinPaths, JoinTiming
@@ -35,27 +33,9 @@ from starlock.bootstrapper.localdriver import LocalDriver
 from starlock.bootstrapper.nodestate import Role
 from starlock.bootstrapper.statedisk import FileStateDisk
 from starlock.kubecluster import ControlPlane
-from starlock.kubecluster.services import KeyService, install_join_service_objects, service_account_kubeconfig
+from starlock.kubecluster.services import KeyService, install_join_service_objects
 
 REPO = Path(__file__).resolve().parents[1]
-TICKS = 100  # clock ticks per second in /proc/<pid>/stat
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class MemoryLock:
@@ -118,33 +98,6 @@ def storm(size: int, work: Path, port: int, label: str, make: object) -> tuple[i
     if failures:
         print(f"    first failure: {failures[0][:200]}")
     return len(times), times
-
-
-def start_join_service(
-    plane: ControlPlane, work: Path, keys: KeyService, variant: str, config: dict[str, object]
-) -> tuple[subprocess.Popen[bytes], int]:
-    confdir = work / f"join-config-{variant}"
-    confdir.mkdir()
-    (confdir / "measurementSalt").write_bytes(secrets.token_bytes(32))
-    (confdir / "attestationConfig").write_text(json.dumps(config))
-    out = work / f"joinservice-{variant}.log"
-    args = [
-        sys.executable, "-m", "starlock.joinservice", "--attestation-variant", variant,
-        "--key-service-endpoint", keys.endpoint, "--config-dir", str(confdir), "--kubernetes-dir", str(plane.root),
-        "--kubeconfig", str(service_account_kubeconfig(plane, work / f"js-{variant}.kubeconfig")),
-        "--listen", "127.0.0.1:0", "--api-server-endpoint", plane.server.removeprefix("https://"),
-        "--max-workers", "64",
-    ]  # fmt: skip
-    if variant == "dummy":
-        args.append("--insecure-dummy")
-    with out.open("ab") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while "listening on port" not in out.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the join service did not start: {out.read_text()[-2000:]}")
-        time.sleep(0.05)
-    return proc, int(out.read_text().split("listening on port")[1].split()[0])
 
 
 def report(label: str, size: int, ok: int, times: list[float], cpu: float, rss: float, wall: float) -> None:
