@@ -44,7 +44,7 @@ SALT = bytes(range(32, 64))
 
 # An empty unary handler on the same method path, same executor size as the key service.
 EMPTY_SERVER = """
-import signal, sys, threading
+import signal, sys, time
 from concurrent import futures
 import grpc
 from starlock.joinproto import keyservice_pb2
@@ -57,11 +57,12 @@ server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), handlers=[grpc.
         handler, request_deserializer=keyservice_pb2.GetDataKeyRequest.FromString,
         response_serializer=keyservice_pb2.GetDataKeyResponse.SerializeToString)})])
 server.add_insecure_port("unix:" + sys.argv[1])
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
+stopping = []  # no lock in a signal handler: it could be the one this thread holds in a wait
+signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
 server.start()
 print("ready", flush=True)
-stop.wait()
+while not stopping:
+    time.sleep(0.2)
 server.stop(5).wait()
 """
 
@@ -325,6 +326,7 @@ def bench_vault(seconds: float, clients: int, depth: int, rounds: int, cluster_d
             uri = f"kms://vault?address={bao.address}&keyName={bao_server.KEK_NAME}&tokenFile={d / 'token'}"
 
             kms = open_vault_kms(uri)
+            kms.initialize_store()  # the operator's one-time step; the key service below finds it done
             try:
                 for i in range(VAULT_POOL):  # the pool the "cached" measurements reuse
                     kms.get_dek(f"key-bench-pool-{i}", 32)
