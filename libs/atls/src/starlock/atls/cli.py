@@ -16,12 +16,9 @@ import argparse
 import logging
 import math
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
 from starlock.atls._admission import AdmissionLimits
@@ -30,6 +27,7 @@ from starlock.atls._handshake import ClientConfig, ServerConfig
 from starlock.atls._log import level_for_verbosity
 from starlock.atls.dummy import DummyIssuer, DummyValidator
 from starlock.atls.errors import AtlsError, IssuerUnavailable
+from starlock.atls.signals import stop_on_signals
 from starlock.atls.tunnel import DEFAULT_IDLE_TIMEOUT, Tunnel, start_tunnel_client, start_tunnel_server
 from starlock.attestation.config import CLI_CONFIG_KEYS, load_attestation_config
 from starlock.attestation.errors import AttestationError
@@ -315,14 +313,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except (_UsageError, AtlsError, OSError) as exc:
         print(f"starlock-atls: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    done = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        done.set()
-
     # Installed once the tunnel runs: before, Ctrl-C interrupts a start that hangs (exit 130).
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    done = stop_on_signals()
     # The bound port on stdout lets scripts use --listen host:0.
     print(f"listening on port {tunnel.port}", flush=True)
     _log.info("tunnel %s listening on port %d", args.side, tunnel.port)

@@ -23,7 +23,6 @@ import importlib.metadata
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from typing import Any
 
 import grpc
 
+from starlock.atls.signals import stop_on_signals
 from starlock.bootstrapper._log import configure_logging
 from starlock.bootstrapper.cleaner import Cleaner
 from starlock.bootstrapper.initserver import InitServer
@@ -371,9 +371,7 @@ def _finish(args: argparse.Namespace, disk: StateDisk, init: InitServer, join: J
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.verbose, args.log_file)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     try:
         return run(args, stop)
     except (StartupError, MetadataError, StateDiskError, RejoinError) as exc:

@@ -8,19 +8,18 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
-import signal
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 import grpc
 
 from starlock.atls import ServerConfig
 from starlock.atls.rpc import AttestedServer
+from starlock.atls.signals import stop_on_signals
 from starlock.attestation import AttestationError, Variant
 from starlock.joinproto import join_pb2_grpc
 from starlock.joinservice import certcache
@@ -223,13 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (JoinServiceError, ConfigLoadError, OSError) as exc:
         _log.error("cannot start the join service", extra={"fields": {"error": str(exc)}})
         return 1
-    stop = threading.Event()
-
-    def _on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop = stop_on_signals()
     print(f"listening on port {service.port}", flush=True)
     while not stop.wait(1.0):
         pass

@@ -12,18 +12,17 @@ import importlib.metadata
 import logging
 import os
 import secrets
-import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import grpc
 
 from starlock.atls import AtlsConfigError, ServerConfig
 from starlock.atls.rpc import AttestedServer
+from starlock.atls.signals import stop_on_signals
 from starlock.atls.tunnel import start_tunnel_server
 from starlock.attestation import AttestationError, Issuer, Variant
 from starlock.joinproto import verify_pb2_grpc
@@ -261,13 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.v < 6:  # libtss2 writes its own multi-line errors to stderr; ours name the cause in one line
         os.environ.setdefault("TSS2_LOG", "all+none")
     configure_logging(args.v)
-    stop = threading.Event()
-
-    def _on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop = stop_on_signals()
     try:
         service = start(args)
     except StartupError as exc:

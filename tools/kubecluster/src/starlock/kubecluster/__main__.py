@@ -7,7 +7,7 @@ import contextlib
 import signal
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 
 from starlock.kubecluster.build import BINARIES, Binaries, default_bin_dir, ensure_binaries
@@ -63,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"control plane ready in {plane.timings['ready']:.1f} s at {plane.server}")
             _say(f"export KUBECONFIG={plane.admin_kubeconfig}")
             _say(f"kubectl: {binaries.path('kubectl')}; logs: {plane.log_dir}; press ^C to stop")
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            stopping: list[int] = []  # no lock in a signal handler: it could be this thread's own
+            signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
             with contextlib.suppress(KeyboardInterrupt):
-                stop.wait()
+                while not stopping:
+                    time.sleep(0.2)
             plane.stop()
             _say(f"stopped; state kept in {plane.root}")
     except KubeClusterError as exc:

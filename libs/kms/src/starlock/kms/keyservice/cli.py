@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import os
 import signal
-import threading
+import time
 import urllib.parse
 from collections.abc import Sequence
 from types import FrameType
@@ -217,10 +217,12 @@ def run(args: argparse.Namespace, kms: KMS | None = None, *, install_signals: bo
         backend.close()
         return 1
 
-    stop = threading.Event()
+    # The handler takes no lock: it runs between two bytecodes of this thread, which could then
+    # hold the very lock (an Event's) the handler waits for, and the process would never stop.
+    stopping: list[int] = []
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
+        stopping.append(signum)
 
     if install_signals:
         signal.signal(signal.SIGTERM, _on_signal)
@@ -228,8 +230,8 @@ def run(args: argparse.Namespace, kms: KMS | None = None, *, install_signals: bo
     service.server.start()
     vlog(log, 0, "key service listening", address=where, pid=os.getpid())
     try:
-        while not stop.wait(1.0):
-            pass
+        while not stopping:
+            time.sleep(0.2)
     finally:
         # From here on calls accepted later get UNAVAILABLE; earlier ones finish within the grace.
         vlog(log, 0, "shutting down; letting in-flight calls finish", grace_seconds=args.shutdown_grace)
