@@ -43,7 +43,7 @@ from starlock.attestation.tpm import (
     verify_attestation,
     verify_quote,
 )
-from starlock.attestation.tpm.eventlog import check_replay
+from starlock.attestation.tpm.eventlog import EventLogReplay, verify_replay
 from starlock.attestation.variant import Variant
 
 __all__ = ["CheckRecorder", "VtpmValidator", "make_extra_data", "make_tpm_nonce", "trusted_ak_from_document"]
@@ -173,9 +173,13 @@ class VtpmValidator:
         tpm_nonce = self._unbound_tpm_nonce(doc) if extra_data is None else self.tpm_nonce(doc, extra_data, rec)
 
         log = parse_event_log(att.event_log) if att.event_log else None
+        # Which events' data is bound to its digest is read in the SHA-256 bank, the one the
+        # measurements are compared in (and SHA-256 hashes the data about three times faster than
+        # SHA-512); the winning quote's replay marks them only when it is that bank's.
+        only_sha256 = all(q.pcrs.hash == _SHA256 for q in att.quotes)
         verified = rec.run(
             "tpm-quotes",
-            lambda: verify_attestation(att, tpm_nonce, ak, event_log=log),
+            lambda: verify_attestation(att, tpm_nonce, ak, event_log=log, data_marks=only_sha256),
             lambda v: f"{v.pcrs.hash_name} quote: signature, qualifying data and PCR digest verified under the AK",
         )
         if extra_data is not None:
@@ -194,8 +198,9 @@ class VtpmValidator:
                     f"quotes: expected a SHA256 quote (the measurements are SHA-256 PCR values), got banks {banks}"
                 ),
             )
-        if verified.hash_alg != _SHA256:
-            rec.run(
+        replay = verified.event_log
+        if verified.hash_alg != _SHA256 or (replay is not None and not only_sha256):
+            replay = rec.run(
                 "sha256-quote",
                 lambda: self._verify_sha256_bank(sha256_quote, ak, tpm_nonce, log),
                 lambda _: "the SHA-256 quote that measurements are compared with is verified itself",
@@ -204,8 +209,7 @@ class VtpmValidator:
         # winning quote when it is the SHA-256 one, else the SHA-256 quote verified on its own.
         pcrs = verified.pcrs.pcrs if verified.hash_alg == _SHA256 else sha256_quote.pcrs.pcrs
         claims["pcrs"] = {str(i): v.hex() for i, v in pcrs.items()}
-        if verified.event_log is not None:
-            replay = verified.event_log
+        if replay is not None:
             count, bound = len(replay.events), len(replay.verified_events)
             rec.add(
                 "event-log",
@@ -240,10 +244,11 @@ class VtpmValidator:
         return doc.user_data
 
     @staticmethod
-    def _verify_sha256_bank(quote: Quote, ak: TpmPublic, tpm_nonce: bytes, log: EventLog | None) -> None:
+    def _verify_sha256_bank(
+        quote: Quote, ak: TpmPublic, tpm_nonce: bytes, log: EventLog | None
+    ) -> EventLogReplay | None:
         verify_quote(ak, quote, tpm_nonce)
-        if log is not None:
-            check_replay(log, quote.pcrs)  # every check; the data marks are the winning bank's
+        return verify_replay(log, quote.pcrs) if log is not None else None
 
     @staticmethod
     def _unbound_tpm_nonce(doc: AttestationDocument) -> bytes:

@@ -218,26 +218,18 @@ def _replay(log: EventLog | bytes, hash_alg: int, *, marks: bool = True) -> tupl
     return dict(sorted(pcrs.items())), tuple(bound)
 
 
-def verify_replay(log: EventLog | bytes, pcrs: PCRs) -> EventLogReplay:
+def verify_replay(log: EventLog | bytes, pcrs: PCRs, *, marks: bool = True) -> EventLogReplay:
     """Replay ``log`` for the bank of ``pcrs`` and compare every PCR the log touches.
 
     A PCR in the log whose value differs from the quoted one, or that the quote lacks, is a
     mismatch; all mismatching indices are named. PCRs that the log does not touch are not compared.
+    ``marks=False``: no event is marked as having its data verified (see :func:`_replay`).
     """
     if not isinstance(log, EventLog):
         log = parse_event_log(log)
-    replayed, data_verified = _replay(log, pcrs.hash)
+    replayed, data_verified = _replay(log, pcrs.hash, marks=marks)
     _compare(replayed, pcrs)
     return EventLogReplay(hash_alg=pcrs.hash, pcrs=replayed, events=log.events, data_verified=data_verified)
-
-
-def check_replay(log: EventLog, pcrs: PCRs) -> None:
-    """:func:`verify_replay` for a caller that does not read the per-event data marks (internal).
-
-    Every check is made (replay, comparison, the data of :data:`DATA_BOUND_EVENT_TYPES` events);
-    only the data of the other events is not hashed, since nothing would read the result.
-    """
-    _compare(_replay(log, pcrs.hash, marks=False)[0], pcrs)
 
 
 def _compare(replayed: dict[int, bytes], pcrs: PCRs) -> None:

@@ -106,6 +106,7 @@ def verify_attestation(
     *,
     allow_sha1: bool = False,
     event_log: EventLog | None = None,
+    data_marks: bool = True,
 ) -> VerifiedAttestation:
     """go-tpm-tools ``server.VerifyAttestation`` with ``TrustedAKs=[trusted_ak]``.
 
@@ -114,6 +115,9 @@ def verify_attestation(
     ``parse_tpmt_public(att.ak_pub)``. Quotes are tried SHA-512, SHA-384, SHA-256 (then SHA-1 if
     ``allow_sha1``); the first that verifies and whose bank the event log replays to wins.
     ``event_log``: the already parsed ``att.event_log``, for callers that parse it themselves.
+    ``data_marks=False``: the replay does not mark which events' data is bound to their digest
+    (every mark False; the data of :data:`DATA_BOUND_EVENT_TYPES` events is still checked), for a
+    caller that takes the marks from another bank.
     """
     if isinstance(trusted_ak, TpmPublic) and is_parse_of(trusted_ak, att.ak_pub):
         ak = trusted_ak  # the caller parsed these very bytes: the same value, no need to parse again
@@ -134,7 +138,7 @@ def verify_attestation(
     for quote in candidates:
         try:
             verified = verify_quote(ak, quote, expected_extra_data)
-            replayed = verify_replay(log, quote.pcrs) if log is not None else None
+            replayed = verify_replay(log, quote.pcrs, marks=data_marks) if log is not None else None
         except AttestationError as exc:
             failures.append((quote, exc))
             continue
