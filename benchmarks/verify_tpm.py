@@ -41,7 +41,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from starlock.attestation import AttestationDocument, Variant, load_attestation_config
+from starlock.attestation import AttestationDocument, Variant, _fast, load_attestation_config
 from starlock.attestation.qemu import QemuVtpmValidator
 from starlock.attestation.tpm import parse_event_log, parse_tpmt_public, parse_tpmt_signature
 
@@ -128,6 +128,9 @@ def main() -> int:
 
     ours, base = _best_rates([starlock, floor], args.seconds, args.rounds)
     print(f"document: {AWS_DOC} ({len(raw)} bytes, {len(log.events)} events, 3 quotes)")
+    print(
+        f"native decoders ([fast] extra): {', '.join(_fast.ACTIVE) or 'none (pip install starlock-attestation[fast])'}"
+    )
     print(f"best of {args.rounds} interleaved rounds, {args.seconds:g} s per side")
     print(f"starlock vTPM frame : {ours:10.1f} documents/s  ({1e6 / ours:8.1f} us each)")
     print(f"cryptography floor  : {base:10.1f} documents/s  ({1e6 / base:8.1f} us each)")

@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from starlock.attestation._fast import b64decode_large
 from starlock.attestation.errors import MalformedEvidence
 
 __all__ = [
@@ -178,6 +179,9 @@ def _b64(value: Any, name: str) -> bytes:
         raise MalformedEvidence(f"field {name}: expected a base64 string, got {type(value).__name__}")
     if len(value) > MAX_DOCUMENT_SIZE:
         raise MalformedEvidence(f"field {name}: longer than the document limit")
+    decoded = b64decode_large(value)  # a native decoder for the event log and the like, when installed
+    if decoded is not None:
+        return decoded
     try:  # fast path: standard alphabet with padding (what Go writes)
         return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
