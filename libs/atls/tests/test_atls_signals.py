@@ -23,33 +23,29 @@ print("stopped" if stop.wait(5) else "not stopped", flush=True)
 """
 
 
+SIGUSR1_CHILD = """
+import signal
+from starlock.atls.signals import stop_on_signals
+stop = stop_on_signals([signal.SIGUSR1])
+for _ in range({count}):  # 100,000 is far more than a pipe holds: the handler never blocks on it
+    signal.raise_signal(signal.SIGUSR1)
+print(stop.wait({wait}), flush=True)
+"""
+
+
+def _child_output(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return out.stdout + out.stderr
+
+
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
 def test_a_signal_while_the_event_lock_is_held_stops_the_process(name: str) -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD.format(name=name)], capture_output=True, text=True, timeout=20, check=True
-    )
-    assert out.stdout == "stopped\n", out.stderr
+    assert _child_output(CHILD.format(name=name)) == "stopped\n"
 
 
 def test_repeated_signals_set_the_event_once_and_do_not_block() -> None:
-    code = (
-        "import signal\n"
-        "from starlock.atls.signals import stop_on_signals\n"
-        "stop = stop_on_signals([signal.SIGUSR1])\n"
-        "for _ in range(100_000):\n"  # far more than a pipe holds: the handler never blocks on a full pipe
-        "    signal.raise_signal(signal.SIGUSR1)\n"
-        "print(stop.wait(5), flush=True)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout == "True\n", out.stderr
+    assert _child_output(SIGUSR1_CHILD.format(count=100_000, wait=5)) == "True\n"
 
 
 def test_no_event_before_a_signal() -> None:
-    code = (
-        "import signal\n"
-        "from starlock.atls.signals import stop_on_signals\n"
-        "stop = stop_on_signals([signal.SIGUSR1])\n"
-        "print(stop.wait(0.3), flush=True)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True)
-    assert out.stdout == "False\n", out.stderr
+    assert _child_output(SIGUSR1_CHILD.format(count=0, wait=0.3)) == "False\n"
