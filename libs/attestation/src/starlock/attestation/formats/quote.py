@@ -13,10 +13,8 @@ import hmac
 
 import attrs
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from starlock.attestation.errors import MalformedEvidence, NonceMismatch, SignatureError
 from starlock.attestation.tpm import (
@@ -29,12 +27,12 @@ from starlock.attestation.tpm import (
     parse_tpmt_signature,
 )
 from starlock.attestation.tpm import algorithms as alg
+from starlock.attestation.tpm.quote import check_signature_scheme, verify_signature
 
 __all__ = ["MAX_AK_INPUT", "VerifiedBareQuote", "parse_ak_public", "verify_bare_quote"]
 
 MAX_AK_INPUT = 64 * 1024
 TPM_GENERATED_VALUE = 0xFF544347
-_SIG_HASHES = (alg.TPM_ALG_SHA256, alg.TPM_ALG_SHA384, alg.TPM_ALG_SHA512)
 
 
 @attrs.frozen
@@ -81,7 +79,9 @@ def verify_bare_quote(
     attest = parse_tpms_attest(quote)
     sig = parse_tpmt_signature(signature)
     key = ak.public_key() if isinstance(ak, TpmPublic) else ak
-    _verify(key, sig, quote)
+    # The rules of tpm.quote: SHA-2 signatures only; RSASSA or RSAPSS for RSA, ECDSA for ECC.
+    check_signature_scheme(alg.TPM_ALG_RSA if isinstance(key, rsa.RSAPublicKey) else alg.TPM_ALG_ECC, sig)
+    verify_signature(key, sig, quote)
     if attest.magic != TPM_GENERATED_VALUE:
         raise SignatureError(
             f"TPMS_ATTEST.magic: expected TPM_GENERATED_VALUE 0x{TPM_GENERATED_VALUE:08x}, got 0x{attest.magic:08x}"
@@ -89,33 +89,3 @@ def verify_bare_quote(
     if nonce is not None and not hmac.compare_digest(attest.extra_data, nonce):
         raise NonceMismatch(f"TPMS_ATTEST.extraData: expected {nonce.hex()}, got {attest.extra_data.hex()}")
     return VerifiedBareQuote(attest, sig)
-
-
-def _verify(key: AkPublicKey, sig: TpmtSignature, message: bytes) -> None:
-    # The same rules as tpm.quote (SHA-2 signatures only; RSASSA or RSAPSS for RSA, ECDSA for ECC).
-    if sig.hash_alg not in _SIG_HASHES:
-        raise SignatureError(f"TPMT_SIGNATURE.hash: {alg.alg_name(sig.hash_alg)} is not allowed (SHA256/384/512)")
-    hash_ = alg.hash_for(sig.hash_alg, "TPMT_SIGNATURE.hash")
-    try:
-        if isinstance(key, rsa.RSAPublicKey):
-            if sig.sig_alg == alg.TPM_ALG_RSASSA:
-                key.verify(sig.rsa_sig, message, padding.PKCS1v15(), hash_)
-                return
-            if sig.sig_alg != alg.TPM_ALG_RSAPSS:
-                raise SignatureError(f"TPMT_SIGNATURE.sigAlg: {alg.alg_name(sig.sig_alg)} cannot be made by an RSA AK")
-            max_salt = (key.key_size + 6) // 8 - hash_.digest_size - 2
-            for salt in (hash_.digest_size, max_salt):
-                try:
-                    key.verify(sig.rsa_sig, message, padding.PSS(mgf=padding.MGF1(hash_), salt_length=salt), hash_)
-                    return
-                except InvalidSignature:
-                    continue
-            raise InvalidSignature
-        if sig.sig_alg != alg.TPM_ALG_ECDSA:
-            raise SignatureError(f"TPMT_SIGNATURE.sigAlg: {alg.alg_name(sig.sig_alg)} cannot be made by an ECC AK")
-        r, s = int.from_bytes(sig.ecdsa_r, "big"), int.from_bytes(sig.ecdsa_s, "big")
-        key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hash_))
-    except (InvalidSignature, ValueError):
-        raise SignatureError(
-            f"quote signature ({alg.alg_name(sig.sig_alg)}-{alg.alg_name(sig.hash_alg)}) does not verify under the AK"
-        ) from None

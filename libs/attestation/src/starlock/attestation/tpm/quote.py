@@ -43,8 +43,10 @@ __all__ = [
     "QUOTE_PREFERENCE",
     "VerifiedAttestation",
     "VerifiedQuote",
+    "check_signature_scheme",
     "verify_attestation",
     "verify_quote",
+    "verify_signature",
 ]
 
 #: Hash algorithms a quote signature may use (go-tpm-tools refuses SHA-1 signatures).
@@ -85,7 +87,7 @@ def verify_quote(ak: TpmPublic, quote: Quote, expected_extra_data: bytes) -> Ver
     """Verify one quote against the AK and the expected TPMS_ATTEST.extraData."""
     sig = parse_tpmt_signature(quote.raw_sig)
     _check_scheme(ak, sig)
-    _verify_signature(ak, sig, quote.quote)
+    verify_signature(ak.public_key(), sig, quote.quote)
     attest = parse_tpms_attest(quote.quote)  # checks type == TPM_ST_ATTEST_QUOTE
     if attest.magic != TPM_GENERATED_VALUE:
         raise SignatureError(
@@ -157,19 +159,24 @@ def verify_attestation(
     raise type(first_exc)(f"no quote verified: {reasons}", check=first_exc.check) from first_exc
 
 
-def _check_scheme(ak: TpmPublic, sig: TpmtSignature) -> None:
+def check_signature_scheme(key_type: int, sig: TpmtSignature) -> None:
+    """The signature's hash and algorithm are ones a ``key_type`` (TPM_ALG_RSA/ECC) AK may use."""
     if sig.hash_alg not in ALLOWED_SIGNATURE_HASHES:
         allowed = ", ".join(alg.alg_name(a) for a in ALLOWED_SIGNATURE_HASHES)
         raise SignatureError(f"TPMT_SIGNATURE.hash: {alg.alg_name(sig.hash_alg)} is not allowed ({allowed})")
-    if ak.type == alg.TPM_ALG_RSA:
+    if key_type == alg.TPM_ALG_RSA:
         # Differs from go-tpm-tools, which accepts only RSASSA for RSA AKs: RSAPSS is accepted too.
         allowed_algs: tuple[int, ...] = (alg.TPM_ALG_RSASSA, alg.TPM_ALG_RSAPSS)
     else:
         allowed_algs = (alg.TPM_ALG_ECDSA,)
     if sig.sig_alg not in allowed_algs:
         raise SignatureError(
-            f"TPMT_SIGNATURE.sigAlg: {alg.alg_name(sig.sig_alg)} cannot be made by a {alg.alg_name(ak.type)} AK"
+            f"TPMT_SIGNATURE.sigAlg: {alg.alg_name(sig.sig_alg)} cannot be made by a {alg.alg_name(key_type)} AK"
         )
+
+
+def _check_scheme(ak: TpmPublic, sig: TpmtSignature) -> None:
+    check_signature_scheme(ak.type, sig)
     scheme = ak.scheme
     # Differs from go-tpm-tools (which ignores the AK's scheme): when the AK fixes a scheme, the
     # signature must use exactly that scheme and hash, as a TPM signing with that key would.
@@ -180,8 +187,8 @@ def _check_scheme(ak: TpmPublic, sig: TpmtSignature) -> None:
         )
 
 
-def _verify_signature(ak: TpmPublic, sig: TpmtSignature, message: bytes) -> None:
-    key = ak.public_key()
+def verify_signature(key: AkPublicKey, sig: TpmtSignature, message: bytes) -> None:
+    """Verify ``sig`` over ``message`` under ``key`` (after :func:`check_signature_scheme`)."""
     hash_ = alg.hash_for(sig.hash_alg, "TPMT_SIGNATURE.hash")
     try:
         if isinstance(key, rsa.RSAPublicKey):
