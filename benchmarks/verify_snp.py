@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
+from bench_rates import rate, vectors
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -43,22 +41,9 @@ DIGEST = bytes.fromhex(
 )
 
 
-def _vectors() -> Path:
-    env = os.environ.get("STARLOCK_VECTORS")
-    for cand in [Path(env)] if env else [Path(__file__).resolve().parents[2] / "shared" / "vectors"]:
-        if (cand / REPORT).is_file():
-            return cand
-    sys.exit("verify_snp: vectors not found; set STARLOCK_VECTORS or place shared/vectors beside the repo")
-
-
-def _rate(fn: Callable[[], object], seconds: float) -> float:
+def _warm_rate(fn: Callable[[], object], seconds: float) -> float:
     fn()  # warm up
-    count, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        for _ in range(10):
-            fn()
-        count += 10
-    return count / elapsed
+    return rate(fn, seconds)
 
 
 def main() -> int:
@@ -66,7 +51,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
     args = parser.parse_args()
 
-    v = _vectors()
+    v = vectors(REPORT, "verify_snp")
     report, vcek_der, chain_pem = (v / REPORT).read_bytes(), (v / VCEK).read_bytes(), (v / CHAIN).read_bytes()
     at = datetime.datetime.now(datetime.UTC)
     policy = SnpPolicy(accepted_id_key_digests=[DIGEST])
@@ -96,7 +81,7 @@ def main() -> int:
     rates: dict[str, list[float]] = {"floor": [], "cached": [], "cold": []}
     for _ in range(rounds):
         for name, fn in (("floor", floor), ("cached", cached), ("cold", cold)):
-            rates[name].append(_rate(fn, args.seconds / rounds))
+            rates[name].append(_warm_rate(fn, args.seconds / rounds))
     floor_rate, cached_rate, cold_rate = (max(rates[n]) for n in ("floor", "cached", "cold"))
     ratio = floor_rate / cached_rate
     print(f"report: {REPORT} (Milan VCEK), chain: {CHAIN}")

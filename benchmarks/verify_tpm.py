@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
+from bench_rates import rate, vectors
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -50,24 +48,6 @@ SHA256, SHA512 = 0x000B, 0x000D
 _HASH = {SHA256: hashlib.sha256, SHA512: hashlib.sha512}
 
 
-def _vectors() -> Path:
-    env = os.environ.get("STARLOCK_VECTORS")
-    for cand in [Path(env)] if env else [Path(__file__).resolve().parents[2] / "shared" / "vectors"]:
-        if (cand / AWS_DOC).is_file():
-            return cand
-    sys.exit("verify_tpm: vectors not found; set STARLOCK_VECTORS or place shared/vectors beside the repo")
-
-
-def _round(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over one round of about ``seconds``."""
-    count, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        for _ in range(10):
-            fn()
-        count += 10
-    return count / elapsed
-
-
 def _best_rates(fns: list[Callable[[], object]], seconds: float, rounds: int) -> list[float]:
     """Best round of each function, rounds interleaved; ``seconds`` is each function's total."""
     for fn in fns:
@@ -75,7 +55,7 @@ def _best_rates(fns: list[Callable[[], object]], seconds: float, rounds: int) ->
     best = [0.0] * len(fns)
     for _ in range(rounds):
         for i, fn in enumerate(fns):
-            best[i] = max(best[i], _round(fn, seconds / rounds))
+            best[i] = max(best[i], rate(fn, seconds / rounds))
     return best
 
 
@@ -85,7 +65,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds, best one kept (default 30)")
     args = parser.parse_args()
 
-    raw = (_vectors() / AWS_DOC).read_bytes()
+    raw = (vectors(AWS_DOC, "verify_tpm") / AWS_DOC).read_bytes()
     doc = AttestationDocument.from_json(raw)
     sha256_quote = doc.attestation.quote_for(SHA256)
     assert sha256_quote is not None
