@@ -33,7 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from kubernetes import client, config
+from kubernetes import client, config, watch
 
 from starlock.bootstrapper.initserver import InitParams
 from starlock.bootstrapper.kubeobjects import (
@@ -230,14 +230,24 @@ class LocalDriver:
                 ),
             )
         )
+        # Wait as the kubelet does (client-go's WaitForCertificate): a watch on this one CSR, so the
+        # certificate arrives the moment the controller manager signs it, and a join storm's
+        # hundred nodes hold one quiet connection each instead of polling. A watch without a
+        # resourceVersion starts with the CSR's current state: a signature before it is not missed.
         deadline = time.monotonic() + CSR_TIMEOUT
-        delay = 0.1  # backing off: a join storm's hundred pollers must not load the API server
-        while time.monotonic() < deadline:
-            status = certs.read_certificate_signing_request(name).status
-            if status is not None and status.certificate:
-                return base64.b64decode(status.certificate)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+        while (left := deadline - time.monotonic()) > 0:
+            stream = watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                for event in stream.stream(  # type: ignore[no-untyped-call]
+                    certs.list_certificate_signing_request,
+                    field_selector=f"metadata.name={name}",
+                    timeout_seconds=max(1, int(left)),
+                ):
+                    status = getattr(event["object"], "status", None)
+                    if status is not None and status.certificate:
+                        return base64.b64decode(status.certificate)
+            finally:
+                stream.stop()  # type: ignore[no-untyped-call]
         raise TimeoutError(f"the kubelet client CSR {name} was not signed within {CSR_TIMEOUT:.0f} s")
 
     def _register_node(self, core: client.CoreV1Api, annotations: dict[str, str], *, control_plane: bool) -> None:
