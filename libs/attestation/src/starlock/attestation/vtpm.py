@@ -199,12 +199,15 @@ class VtpmValidator:
                 ),
             )
         replay = verified.event_log
-        if verified.hash_alg != _SHA256 or (replay is not None and not only_sha256):
+        if verified.hash_alg != _SHA256:
             replay = rec.run(
                 "sha256-quote",
                 lambda: self._verify_sha256_bank(sha256_quote, ak, tpm_nonce, log),
                 lambda _: "the SHA-256 quote that measurements are compared with is verified itself",
             )
+        elif log is not None and not only_sha256:
+            # The SHA-256 quote won after a preferred one failed: its replay ran without the marks.
+            replay = verify_replay(log, verified.pcrs)
         # The values compared with the measurements are those of a quote verified above: the
         # winning quote when it is the SHA-256 one, else the SHA-256 quote verified on its own.
         pcrs = verified.pcrs.pcrs if verified.hash_alg == _SHA256 else sha256_quote.pcrs.pcrs
