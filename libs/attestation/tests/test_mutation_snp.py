@@ -7,6 +7,7 @@ test breaks one binding and checks the verifier names it, also after a cache was
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import attrs
 import pytest
@@ -180,6 +181,27 @@ def _amd_name(cn: str, location: tuple[tuple[x509.ObjectIdentifier, str], ...] =
     )
 
 
+def _milan_chain(
+    h: SyntheticAmd,
+    signer: x509.Certificate,
+    *,
+    intermediate: x509.Certificate | None = None,
+    key: SigningKey = SigningKey.VCEK,
+    trust_store: TrustStore | None = None,
+    **extra: Any,
+) -> Any:
+    """verify_chain for a Milan signer of ``h``: its ASK (or ``intermediate``), ARK and trust store."""
+    return verify_chain(
+        signer,
+        h.ask if intermediate is None else intermediate,
+        h.ark,
+        product=Product.MILAN,
+        signing_key=key,
+        trust_store=h.trust_store() if trust_store is None else trust_store,
+        **extra,
+    )
+
+
 @pytest.mark.parametrize(
     "issuer",
     [
@@ -195,19 +217,10 @@ def test_signer_issuer_name_must_be_the_intermediate(issuer: x509.Name) -> None:
     misnamed = attrs.evolve(good, ask=_template(issuer))  # same ASK key, another issuer name
     signer, _ = misnamed.issue(SigningKey.VCEK, TCB, hwid=HWID)
     with pytest.raises(CertificateChainError, match=r"issuer CN .*expected \['SEV-Milan'\]") as err:
-        verify_chain(
-            signer,
-            good.ask,
-            good.ark,
-            product=Product.MILAN,
-            signing_key=SigningKey.VCEK,
-            trust_store=good.trust_store(),
-        )
+        _milan_chain(good, signer)
     assert err.value.check == "certificate-chain"
     control, _ = good.issue(SigningKey.VCEK, TCB, hwid=HWID)
-    verify_chain(
-        control, good.ask, good.ark, product=Product.MILAN, signing_key=SigningKey.VCEK, trust_store=good.trust_store()
-    )
+    _milan_chain(good, control)
 
 
 def test_verify_chain_refuses_an_endorsement_of_the_other_kind() -> None:
@@ -216,27 +229,9 @@ def test_verify_chain_refuses_an_endorsement_of_the_other_kind() -> None:
     vlek, _ = hierarchy.issue(SigningKey.VLEK, TCB)
     info = parse_endorsement_key(vlek)
     with pytest.raises(CertificateChainError, match="is a VLEK, the report's SIGNING_KEY is VCEK"):
-        verify_chain(
-            vlek,
-            hierarchy.ask,
-            hierarchy.ark,
-            product=Product.MILAN,
-            signing_key=SigningKey.VCEK,
-            trust_store=hierarchy.trust_store(),
-            endorsement=info,
-        )
-    assert (
-        verify_chain(
-            vlek,
-            hierarchy.asvk,
-            hierarchy.ark,
-            product=Product.MILAN,
-            signing_key=SigningKey.VLEK,
-            trust_store=hierarchy.trust_store(),
-            endorsement=info,
-        ).signing_key
-        is SigningKey.VLEK
-    )
+        _milan_chain(hierarchy, vlek, endorsement=info)
+    chain = _milan_chain(hierarchy, vlek, intermediate=hierarchy.asvk, key=SigningKey.VLEK, endorsement=info)
+    assert chain.signing_key is SigningKey.VLEK
 
 
 @pytest.mark.parametrize(
@@ -250,24 +245,10 @@ def test_root_pinned_for_another_role_or_family_is_refused(role: Role, family: F
     signer, _ = hierarchy.issue(SigningKey.VCEK, TCB, hwid=HWID)
     pins = [PinnedAnchor("synthetic ARK", role, family, fingerprint(hierarchy.ark))]
     with pytest.raises(CertificateChainError, match="is pinned as synthetic ARK") as err:
-        verify_chain(
-            signer,
-            hierarchy.ask,
-            hierarchy.ark,
-            product=Product.MILAN,
-            signing_key=SigningKey.VCEK,
-            trust_store=TrustStore(pins),
-        )
+        _milan_chain(hierarchy, signer, trust_store=TrustStore(pins))
     assert err.value.check == "root-pinned"
     pins = [PinnedAnchor("synthetic ARK", Role.ROOT, Family.AMD_MILAN, fingerprint(hierarchy.ark))]
-    chain = verify_chain(
-        signer,
-        hierarchy.ask,
-        hierarchy.ark,
-        product=Product.MILAN,
-        signing_key=SigningKey.VCEK,
-        trust_store=TrustStore(pins),
-    )
+    chain = _milan_chain(hierarchy, signer, trust_store=TrustStore(pins))
     assert chain.root_pinned  # control
 
 
