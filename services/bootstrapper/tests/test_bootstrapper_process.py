@@ -1,5 +1,6 @@
 """``starlock-bootstrapper`` as a real process on a swtpm node: init, already bootstrapped, join,
-reboot and rejoin, the fatal path (disk marked for reset), and no secret in any log."""
+reboot and rejoin, recovery by the operator, the fatal path (disk marked for reset), and no
+secret in any log."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from starlock.atls.rpc import attested_channel
 from starlock.bootstrapper.cli import EXIT_FATAL
 from starlock.bootstrapper.nodestate import Role, read_node_state
 from starlock.bootstrapper.statedisk import FileStateDisk
-from starlock.joinproto import init_pb2, init_pb2_grpc
+from starlock.joinproto import init_pb2, init_pb2_grpc, recover_pb2, recover_pb2_grpc
 from starlock.kms import ClusterKMS
 from starlock.kms.derive import derive_cluster_id
 from starlock.kms.mastersecret import MasterSecret
@@ -52,6 +53,7 @@ class Run:
     endpoint: str = ""
     join_port: int = 30090
     admin_kubeconfig: Path | None = None
+    recovery_port: int = field(default_factory=_free_port)  # never the default 0.0.0.0:9999
     verbose: bool = True  # the secret scan covers the debug level too
     logs: list[Path] = field(default_factory=list)
 
@@ -76,6 +78,7 @@ class Run:
             "--metadata", f"local:{self.write_metadata()}", "--state-disk", f"file:{self.disk_dir}",
             "--driver", "local", "--root", str(self.node.root / "fs"), "--listen", f"127.0.0.1:{listen_port}",
             "--join-service-port", str(self.join_port), "--join-interval", "0.05", "--join-timeout", "30",
+            "--recovery-listen", f"127.0.0.1:{self.recovery_port}",
             "--on-fatal", "exit", "--log-file", str(log),
         ]  # fmt: skip
         if self.admin_kubeconfig:
@@ -265,3 +268,93 @@ def test_startup_errors_are_one_clear_line(node: Node, tmp_path: Path) -> None:
         )  # fmt: skip
         assert done.returncode in (1, 2) and message in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def _init_over_atls(node: Node, run: Run) -> tuple[MasterSecret, bytes]:
+    """Init the node through its init server; the master secret and the measurement salt."""
+    port = _free_port()
+    proc = run.start(port)
+    _wait_listening(port, proc)
+    master = MasterSecret(secrets.token_bytes(32), secrets.token_bytes(32))
+    salt = secrets.token_bytes(32)
+    request = init_pb2.InitRequest(
+        kms_uri=master.to_uri(), storage_uri="storage://no-store", measurement_salt=salt,
+        kubernetes_version="v1.37.2", init_secret=INIT_SECRET, cluster_name="proc",
+    )  # fmt: skip
+    with attested_channel(f"127.0.0.1:{port}", ClientConfig(validators=[node.validator()])) as channel:
+        responses = list(init_pb2_grpc.APIStub(channel).Init(request, timeout=120))
+    assert [r.WhichOneof("kind") for r in responses] == ["init_success"]
+    assert proc.wait(60) == 0
+    return master, salt
+
+
+def _recover(node: Node, port: int, kms_uri: str) -> None:
+    message = recover_pb2.RecoverMessage(kms_uri=kms_uri, storage_uri="storage://no-store")
+    with attested_channel(f"127.0.0.1:{port}", ClientConfig(validators=[node.validator()])) as channel:
+        recover_pb2_grpc.APIStub(channel).Recover(message, timeout=60)
+
+
+def test_control_plane_recovers_with_the_operators_master_secret(
+    node: Node, kube_control_plane: ControlPlane, reboot: Any
+) -> None:
+    """The whole cluster rebooted: no join service answers, the control plane waits on its recovery
+    server; a malformed URI and another cluster's secret are refused without any change, the
+    right secret unlocks the disk and marks PCR 15 with the same cluster ID as before."""
+    run = Run(node, "proc-cp-rec", Role.CONTROL_PLANE, admin_kubeconfig=kube_control_plane.admin_kubeconfig)
+    master, _ = _init_over_atls(node, run)
+    marked = node.pcr15()
+    reboot()
+    run.join_port = _free_port()  # no join service anywhere: every rejoin round fails
+    run.endpoint = "127.0.0.1"
+    proc = run.start(_free_port())
+    _wait_listening(run.recovery_port, proc)
+
+    key_b64 = base64.urlsafe_b64encode(master.key).decode()
+    with pytest.raises(grpc.RpcError) as malformed:
+        _recover(node, run.recovery_port, f"kms://cluster-kms?key={key_b64}")  # the salt is missing
+    assert malformed.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "'salt' is missing" in malformed.value.details() and key_b64 not in malformed.value.details()
+
+    other = MasterSecret(secrets.token_bytes(32), secrets.token_bytes(32))
+    with pytest.raises(grpc.RpcError) as wrong:
+        _recover(node, run.recovery_port, other.to_uri())
+    assert wrong.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "does not open the node's state disk" in wrong.value.details()
+    assert proc.poll() is None and node.pcr15() == bytes(32)  # nothing changed; still waiting
+
+    _recover(node, run.recovery_port, master.to_uri())
+    assert proc.wait(60) == 0
+    assert node.pcr15() == marked  # the cluster ID from the recovered secret and node_state.json
+    log = run.log_text()
+    assert "recovery server listening" in log and '"source": "recovery"' in log
+    assert "node already bootstrapped: kubelet started" in log
+    kms = ClusterKMS(master.key, master.salt)
+    disk = FileStateDisk(run.disk_dir)
+    _assert_no_secret(
+        [run],
+        [
+            master.key,
+            master.salt,
+            other.key,
+            kms.get_dek("key-measurementSecret", 32),
+            kms.get_dek("key-" + disk.uuid(), 32),
+        ],
+    )
+
+
+def test_a_worker_rejoining_serves_no_recovery(node: Node, reboot: Any) -> None:
+    """Only control planes wait for the operator (upstream's workers have no recovery server)."""
+    run = Run(node, "proc-worker-rec", Role.WORKER, endpoint="127.0.0.1", join_port=_free_port())
+    disk = FileStateDisk(run.disk_dir)
+    disk.update_passphrase(secrets.token_bytes(32))  # initialized: the rejoin branch
+    proc = run.start(_free_port())
+    deadline = time.monotonic() + 60
+    while "rejoining" not in run.log_text():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1.0)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", run.recovery_port), timeout=1).close()
+    proc.terminate()
+    assert proc.wait(30) == 0
+    assert "recovery server listening" not in run.log_text()

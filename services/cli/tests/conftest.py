@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,13 +81,18 @@ def booted(tmp_path: Path) -> Iterator[Booted]:
         yield Booted(tmp_path, booted.tpm, config, measurements)
 
 
-@pytest.fixture
-def init_node(booted: Booted, kube_control_plane: ControlPlane) -> Iterator[Callable[[], int]]:
-    """Start the real bootstrapper on the node (first node, control plane); returns its init port."""
-    started: list[subprocess.Popen[bytes]] = []
+class Bootstrapper:
+    """Starts the real bootstrapper on the node (first node, control plane); a call returns the port
+    it serves: the init server's, or with ``recovery=True`` (a rebooted node) the recovery server's."""
 
-    def start() -> int:
-        port = free_port()
+    def __init__(self, booted: Booted, plane: ControlPlane) -> None:
+        self.booted = booted
+        self.plane = plane
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __call__(self, *, recovery: bool = False) -> int:
+        booted = self.booted
+        port, recovery_port = free_port(), free_port()
         me = {"Name": "cli-cp-0", "ProviderID": "local:///cli-cp-0", "Role": "ControlPlane", "VPCIP": "127.0.0.1"}
         meta = booted.root / "metadata.json"
         init_hash = bcrypt.hashpw(INIT_SECRET, bcrypt.gensalt(rounds=4)).decode()
@@ -96,24 +101,47 @@ def init_node(booted: Booted, kube_control_plane: ControlPlane) -> Iterator[Call
             sys.executable, "-m", "starlock.bootstrapper.cli", "--variant", "qemu-vtpm", "--csp", "qemu",
             "--tcti", booted.tpm.tcti, "--event-log", str(booted.event_log), "--metadata", f"local:{meta}",
             "--state-disk", f"file:{booted.root / 'disk'}", "--driver", "local", "--root", str(booted.root / "fs"),
-            "--listen", f"127.0.0.1:{port}", "--join-interval", "0.2", "--on-fatal", "exit",
-            "--local-admin-kubeconfig", str(kube_control_plane.admin_kubeconfig),
+            "--listen", f"127.0.0.1:{port}", "--recovery-listen", f"127.0.0.1:{recovery_port}",
+            "--join-interval", "0.2", "--on-fatal", "exit",
+            "--local-admin-kubeconfig", str(self.plane.admin_kubeconfig),
             "--log-file", str(booted.root / "bootstrapper.log"),
         ]  # fmt: skip
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        started.append(proc)
+        self.procs.append(proc)
+        serving = recovery_port if recovery else port
         deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, (booted.root / "bootstrapper.log").read_text()[-2000:]
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return port
+                with socket.create_connection(("127.0.0.1", serving), timeout=0.5):
+                    return serving
             except OSError:
-                assert time.monotonic() < deadline, "the init server did not listen"
+                assert time.monotonic() < deadline, "the bootstrapper did not listen"
                 time.sleep(0.1)
 
-    yield start
-    for proc in started:
+
+@pytest.fixture
+def init_node(booted: Booted, kube_control_plane: ControlPlane) -> Iterator[Bootstrapper]:
+    bootstrapper = Bootstrapper(booted, kube_control_plane)
+    yield bootstrapper
+    for proc in bootstrapper.procs:
         if proc.poll() is None:
             proc.terminate()
             proc.wait(30)
+
+
+def reboot(booted: Booted) -> None:
+    """Power-cycle the node: the TPM restarts (PCRs reset), the same boot is measured again, and
+    /run (the node lock file) is empty again."""
+    from starlock.attestation.measured_boot import run_synthetic_boot
+
+    booted.tpm.restart()
+    run_synthetic_boot(booted.tpm.tcti, booted.event_log)
+    (booted.root / "fs" / "run" / "starlock" / "nodelock").unlink(missing_ok=True)
+
+
+def read_pcr15(booted: Booted) -> bytes:
+    from starlock.nodelock._tpm import Tpm
+
+    with Tpm(booted.tpm.tcti) as tpm:
+        return bytes(tpm.read_cluster_id_pcr())

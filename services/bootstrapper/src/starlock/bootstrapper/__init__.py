@@ -1,8 +1,8 @@
 """starlock-bootstrapper: initializes the first node or joins a node, exactly once per node.
 
 The process is ``starlock-bootstrapper`` (:mod:`starlock.bootstrapper.cli`); the parts: the init
-server, the join client, the rejoin, metadata providers, the LUKS2 and file state disks, the
-``kubeadm`` and ``local`` drivers (see the README).
+server, the join client, the rejoin and the recovery server, metadata providers, the LUKS2 and
+file state disks, the ``kubeadm`` and ``local`` drivers (see the README).
 """
 
 from starlock.bootstrapper.cleaner import Cleaner

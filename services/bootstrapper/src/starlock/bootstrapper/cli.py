@@ -5,7 +5,9 @@
 2. PCR 15 non-zero: the node was bootstrapped and marked this boot → start the kubelet, exit 0.
 3. The state disk is initialized but PCR 15 is zero: the node rebooted → the rejoin (§4.4:
    ``IssueRejoinTicket``, unlock, ``node_state.json``, re-mark PCR 15), start the kubelet, exit 0.
-   This is an automatic branch at start (there is no separate disk-mapper in Starlock).
+   This is an automatic branch at start (there is no separate disk-mapper in Starlock). A control
+   plane also serves the recovery API on ``--recovery-listen`` (aTLS, port 9999) meanwhile, for
+   ``starlock recover`` after a reboot of the whole cluster; the first to deliver the keys wins.
 4. Otherwise the init server on ``--listen`` (aTLS, the node issues) and the join client run
    together; the node lock lets exactly one of them bootstrap the node and the cleaner stops
    the other. Exit 0 when done.
@@ -49,8 +51,9 @@ from starlock.bootstrapper.metadata import (
     control_plane_endpoints,
     open_metadata,
 )
-from starlock.bootstrapper.nodestate import Role
-from starlock.bootstrapper.rejoin import RejoinClient, RejoinError
+from starlock.bootstrapper.nodestate import NodeState, Role
+from starlock.bootstrapper.recovery import RECOVERY_PORT, RecoveryServer, serve_recovery
+from starlock.bootstrapper.rejoin import KeyDelivery, RejoinClient, RejoinError
 from starlock.bootstrapper.statedisk import StateDisk, StateDiskError, open_state_disk
 
 __all__ = ["EXIT_FATAL", "main", "parse_args"]
@@ -98,6 +101,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--root", type=Path, default=Path("/"), help="prefix of /etc/kubernetes and /run (tests)")
     parser.add_argument("--listen", default="0.0.0.0:9000", help="the init server's address (aTLS)")
+    parser.add_argument(
+        "--recovery-listen",
+        default=f"0.0.0.0:{RECOVERY_PORT}",
+        help="control planes, while rejoining: the recovery server's address (aTLS)",
+    )
     parser.add_argument("--join-service-port", type=int, default=JOIN_SERVICE_PORT)
     parser.add_argument("--join-interval", type=float, default=30.0, help="seconds between join rounds")
     parser.add_argument("--join-timeout", type=float, default=30.0, help="seconds per ticket call")
@@ -242,16 +250,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         raise StartupError(f"reading PCR 15: {exc}") from None
     if not bootstrapped and disk.is_initialized():
         _log.info("state disk initialized but PCR 15 is zero: rejoining")
-        rejoin = RejoinClient(
-            issuer=issuer,
-            endpoints=endpoints,
-            disk=disk,
-            node_lock=lock,
-            interval=args.join_interval,
-            timeout=args.join_timeout,
-        )
-        _on_stop(stop, rejoin.stop)
-        if rejoin.run() is None:
+        if _rejoin_or_recover(args, stop, issuer=issuer, endpoints=endpoints, disk=disk, lock=lock, me=me) is None:
             return 0
         bootstrapped = True
     if bootstrapped:
@@ -261,6 +260,43 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
 
     return _serve(args, stop, issuer=issuer, metadata=metadata, disk=disk, lock=lock, me=me, driver=driver,
                   endpoints=endpoints)  # fmt: skip
+
+
+def _rejoin_or_recover(
+    args: argparse.Namespace,
+    stop: threading.Event,
+    *,
+    issuer: Any,
+    endpoints: Callable[[], list[str]],
+    disk: StateDisk,
+    lock: Any,
+    me: InstanceMetadata,
+) -> NodeState | None:
+    """Spec §4.4: a rejoin ticket or, on a control plane, the operator's recovery; None if stopped."""
+    delivery = KeyDelivery(disk, lock)
+    rejoin = RejoinClient(
+        issuer=issuer,
+        endpoints=endpoints,
+        delivery=delivery,
+        disk_uuid=disk.uuid(),
+        interval=args.join_interval,
+        timeout=args.join_timeout,
+    )
+    _on_stop(stop, rejoin.stop)
+    recovery: RecoveryServer | None = None
+    front = None
+    if me.role is Role.CONTROL_PLANE:
+        recovery = RecoveryServer(disk_uuid=disk.uuid(), delivery=delivery, on_done=rejoin.stop)
+        front = serve_recovery(recovery, issuer, args.recovery_listen)
+        _log.info("recovery server listening", extra={"fields": {"port": front.port}})
+    try:
+        state = rejoin.run()
+    finally:
+        if front is not None:
+            front.stop(grace=5)  # lets the answer to a successful Recover go out
+    if recovery is not None and recovery.fatal_error is not None:
+        raise recovery.fatal_error
+    return state or delivery.state
 
 
 def _on_stop(stop: threading.Event, action: Callable[[], None]) -> None:

@@ -8,8 +8,9 @@ cluster ID from the returned measurement secret and that salt, and marks PCR 15 
 bootstrapper then finds the node bootstrapped and only starts the kubelet.
 
 Starlock runs this as an automatic branch of ``starlock-bootstrapper`` at start (there is no
-separate disk-mapper in the initramfs). Not implemented: the recovery server a control plane
-runs beside the rejoin client on port 9999 (``/recoverproto.API/Recover``).
+separate disk-mapper in the initramfs). On a control plane the recovery server
+(:mod:`starlock.bootstrapper.recovery`, port 9999) runs beside the rejoin client; both hand the
+keys to one :class:`KeyDelivery`, and the first delivery that opens the disk wins.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlock.bootstrapper.statedisk import StateDisk, StateDiskError
 from starlock.joinproto import join_pb2, join_pb2_grpc
 from starlock.kms.derive import derive_cluster_id
 
-__all__ = ["RejoinClient", "RejoinError"]
+__all__ = ["KeyDelivery", "RejoinClient", "RejoinError", "WrongDiskKey"]
 
 _log = logging.getLogger("starlock.bootstrapper")
 
@@ -37,10 +38,63 @@ class RejoinError(Exception):
     """The rejoin cannot complete: the key does not open the disk, or the node state is bad."""
 
 
+class WrongDiskKey(RejoinError):
+    """The delivered disk key does not open the state disk; nothing was changed."""
+
+
 class NodeLockLike(Protocol):
     def try_lock_once(self, cluster_id: bytes) -> bool: ...
 
     def is_node_bootstrapped(self) -> bool: ...
+
+
+class KeyDelivery:
+    """Where the rejoin client and the recovery server deliver (disk key, measurement secret).
+
+    The first delivery whose key opens the state disk unlocks it, reads ``node_state.json``,
+    derives the cluster ID and marks PCR 15; later deliveries get the same node state. Deliveries
+    are serialized, so two sources never unlock or mark at once.
+    """
+
+    def __init__(self, disk: StateDisk, node_lock: NodeLockLike) -> None:
+        self._disk = disk
+        self._lock = node_lock
+        self._mutex = threading.Lock()
+        self.state: NodeState | None = None
+        self.source = ""
+
+    def deliver(self, disk_key: bytes, measurement_secret: bytes, *, source: str) -> NodeState:
+        """Unlock and re-mark the node; raises :class:`WrongDiskKey` (nothing changed) or :class:`RejoinError`."""
+        with self._mutex:
+            if self.state is not None:
+                return self.state
+            self.state = self._finish(disk_key, measurement_secret, source)
+            self.source = source
+            return self.state
+
+    def _finish(self, disk_key: bytes, secret: bytes, source: str) -> NodeState:
+        try:
+            self._disk.unlock(disk_key)
+        except StateDiskError as exc:
+            raise WrongDiskKey(f"the {source} key does not open the state disk: {exc}") from None
+        state_file = self._disk.mount_point() / "constellation" / "node_state.json"
+        try:
+            state = read_node_state(state_file)
+        except NodeStateError as exc:
+            raise RejoinError(f"reading {state_file}: {exc}") from None
+        if len(state.measurement_salt) != 32:
+            raise RejoinError(f"{state_file}: the measurement salt is not 32 bytes")
+        if len(secret) != 32:
+            raise RejoinError(f"the {source} measurement secret is not 32 bytes")
+        cluster_id = derive_cluster_id(secret, state.measurement_salt)
+        marked = self._lock.try_lock_once(cluster_id)
+        if not marked and not self._lock.is_node_bootstrapped():
+            raise RejoinError(f"PCR 15 could not be marked after the {source}")
+        _log.info(
+            "node rejoined: state disk unlocked, PCR 15 marked",
+            extra={"fields": {"role": state.role.value, "cluster_id": cluster_id.hex(), "source": source}},
+        )
+        return state
 
 
 class RejoinClient:
@@ -49,15 +103,15 @@ class RejoinClient:
         *,
         issuer: Any,
         endpoints: Callable[[], list[str]],
-        disk: StateDisk,
-        node_lock: NodeLockLike,
+        delivery: KeyDelivery,
+        disk_uuid: str,
         interval: float = 30.0,
         timeout: float = 30.0,
     ) -> None:
         self._issuer = issuer
         self._endpoints = endpoints
-        self._disk = disk
-        self._lock = node_lock
+        self._delivery = delivery
+        self._uuid = disk_uuid
         self._interval = interval
         self._timeout = timeout
         self._stop = threading.Event()
@@ -67,7 +121,6 @@ class RejoinClient:
 
     def run(self) -> NodeState | None:
         """Rejoin; returns the node state, or None when stopped first. Raises :class:`RejoinError`."""
-        uuid = self._disk.uuid()
         while not self._stop.is_set():
             try:
                 endpoints = self._endpoints()
@@ -78,7 +131,7 @@ class RejoinClient:
                 if self._stop.is_set():
                     return None
                 try:
-                    ticket = self._request(endpoint, uuid)
+                    ticket = self._request(endpoint, self._uuid)
                 except grpc.RpcError as exc:
                     code = exc.code() if hasattr(exc, "code") else None
                     _log.warning(
@@ -86,7 +139,9 @@ class RejoinClient:
                         extra={"fields": {"endpoint": endpoint, "code": getattr(code, "name", "")}},
                     )
                     continue
-                return self._finish(ticket)
+                return self._delivery.deliver(
+                    bytes(ticket.state_disk_key), bytes(ticket.measurement_secret), source="rejoin"
+                )
             self._stop.wait(self._interval)
         return None
 
@@ -97,28 +152,3 @@ class RejoinClient:
                 join_pb2.IssueRejoinTicketRequest(disk_uuid=uuid), timeout=self._timeout
             )
         return reply
-
-    def _finish(self, ticket: join_pb2.IssueRejoinTicketResponse) -> NodeState:
-        try:
-            self._disk.unlock(bytes(ticket.state_disk_key))
-        except StateDiskError as exc:
-            raise RejoinError(f"the rejoin key does not open the state disk: {exc}") from None
-        state_file = self._disk.mount_point() / "constellation" / "node_state.json"
-        try:
-            state = read_node_state(state_file)
-        except NodeStateError as exc:
-            raise RejoinError(f"reading {state_file}: {exc}") from None
-        if len(state.measurement_salt) != 32:
-            raise RejoinError(f"{state_file}: the measurement salt is not 32 bytes")
-        secret = bytes(ticket.measurement_secret)
-        if len(secret) != 32:
-            raise RejoinError("the rejoin ticket's measurement secret is not 32 bytes")
-        cluster_id = derive_cluster_id(secret, state.measurement_salt)
-        marked = self._lock.try_lock_once(cluster_id)
-        if not marked and not self._lock.is_node_bootstrapped():
-            raise RejoinError("PCR 15 could not be marked after the rejoin")
-        _log.info(
-            "node rejoined: state disk unlocked, PCR 15 marked",
-            extra={"fields": {"role": state.role.value, "cluster_id": cluster_id.hex()}},
-        )
-        return state

@@ -1,4 +1,4 @@
-"""What ``init`` and ``verify`` share: exit codes, bounded file reads, the validator."""
+"""What the subcommands share: exit codes, endpoints, bounded file reads, the validator."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "CliError", "load_validator", "read_file", "write_private"]
+__all__ = [
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "CliError",
+    "load_validator",
+    "raise_if_refused",
+    "read_file",
+    "split_endpoint",
+    "write_private",
+]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 MAX_FILE = 4 * 1024 * 1024
@@ -18,6 +28,22 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    host, sep, port = endpoint.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CliError(f"--endpoint {endpoint!r:.60} is not HOST:PORT with a port 1-65535")
+    return host, int(port)
+
+
+def raise_if_refused(error: Exception | None, endpoint: str) -> None:
+    """The node's attestation was checked and refused: final, not retried."""
+    from starlock.atls.errors import AttestationRejected, NoCompatibleAttestation, UserDataMismatch
+
+    if isinstance(error, AttestationRejected | NoCompatibleAttestation | UserDataMismatch):
+        raise CliError(f"the node at {endpoint} failed attestation: {error}", EXIT_REFUSED)
 
 
 def read_file(path: str, what: str, limit: int = MAX_FILE) -> bytes:

@@ -26,7 +26,16 @@ from typing import Any
 import grpc
 import yaml
 
-from starlock.cli._common import EXIT_OK, EXIT_REFUSED, CliError, load_validator, read_file, write_private
+from starlock.cli._common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    CliError,
+    load_validator,
+    raise_if_refused,
+    read_file,
+    split_endpoint,
+    write_private,
+)
 
 __all__ = ["run_init"]
 
@@ -34,14 +43,6 @@ MASTER_SECRET_FILE = "constellation-mastersecret.json"  # noqa: S105 - a file na
 ADMIN_KUBECONFIG = "starlock-admin.conf"
 STATE_FILE = "starlock-state.json"
 MAX_INIT_SECRET = 1024
-
-
-def _split_endpoint(endpoint: str) -> tuple[str, int]:
-    host, sep, port = endpoint.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise CliError(f"--endpoint {endpoint!r:.60} is not HOST:PORT with a port 1-65535")
-    return host, int(port)
 
 
 def rewrite_kubeconfig(kubeconfig: bytes, host: str) -> bytes:
@@ -87,14 +88,6 @@ def _components(path: str | None) -> list[Any]:
         raise CliError(f"--components {path}: not a JSON list of components ({type(exc).__name__})") from None
 
 
-def _raise_if_refused(error: Exception | None, endpoint: str) -> None:
-    """The node's attestation was checked and refused: final, not retried."""
-    from starlock.atls.errors import AttestationRejected, NoCompatibleAttestation, UserDataMismatch
-
-    if isinstance(error, AttestationRejected | NoCompatibleAttestation | UserDataMismatch):
-        raise CliError(f"the node at {endpoint} failed attestation: {error}", EXIT_REFUSED)
-
-
 def _call(endpoint: str, validator: Any, request: Any, timeout: float) -> tuple[list[Any], bool, grpc.RpcError | None]:
     """One attempt: the responses, whether the connection ever got READY, the error if any."""
     from starlock.atls import ClientConfig
@@ -115,7 +108,7 @@ def _call(endpoint: str, validator: Any, request: Any, timeout: float) -> tuple[
                 ready.set()
                 responses.append(response)
         except grpc.RpcError as exc:
-            _raise_if_refused(channel.last_error, endpoint)
+            raise_if_refused(channel.last_error, endpoint)
             return responses, ready.is_set(), exc
         finally:
             channel.unsubscribe(on_state)
@@ -123,7 +116,7 @@ def _call(endpoint: str, validator: Any, request: Any, timeout: float) -> tuple[
 
 
 def run_init(args: argparse.Namespace) -> int:
-    host, _ = _split_endpoint(args.endpoint)
+    host, _ = split_endpoint(args.endpoint)
     validator = load_validator(args.config, args.variant)
     init_secret = read_file(args.init_secret, "init secret", MAX_INIT_SECRET).strip()
     if not init_secret:

@@ -1,7 +1,8 @@
 """``starlock``: the operator's command line.
 
 ``starlock init`` initializes a cluster on its first node (spec §1.3, §5.3); ``starlock verify``
-checks a node through its verification service (§1.5, §4.2). Exit codes, as ``starlock-verify``:
+checks a node through its verification service (§1.5, §4.2); ``starlock recover`` brings control
+planes back after the whole cluster rebooted (§1.6, §4.4). Exit codes, as ``starlock-verify``:
 0 success (initialized / accepted), 1 refused (an Init failure, a rejected attestation),
 2 bad usage, unreadable input or an unreachable endpoint (one-line reason on stderr).
 """
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     from starlock.attestation.validators import SUPPORTED_VARIANTS
 
     variants = ", ".join(v.value for v in SUPPORTED_VARIANTS)
-    parser = _Parser(prog="starlock", description="Initialize and verify a Starlock (Constellation v2) cluster.")
+    parser = _Parser(
+        prog="starlock", description="Initialize, verify and recover a Starlock (Constellation v2) cluster."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -73,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--timeout", type=float, default=60.0)
     verify.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
+
+    recover = sub.add_parser(
+        "recover",
+        help="send the master secret to control planes waiting after a full-cluster reboot",
+        description="Recover control planes that rebooted while no join service was up (spec §1.6, §4.4).",
+    )
+    recover.add_argument(
+        "--endpoint",
+        action="append",
+        required=True,
+        help="a control plane's recovery server, HOST:PORT (usually :9999; repeatable)",
+    )
+    recover.add_argument("--config", required=True, help="the attestation config the nodes must satisfy")
+    recover.add_argument("--variant", required=True, help=f"attestation variant ({variants})")
+    recover.add_argument("--master-secret", required=True, help="the constellation-mastersecret.json of the cluster")
+    recover.add_argument("--retry-interval", type=float, default=10.0, help="seconds between tries while UNAVAILABLE")
+    recover.add_argument("--timeout", type=float, default=300.0, help="give up on a node after this many seconds")
+    recover.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -92,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from starlock.cli.init import run_init
 
             return run_init(args)
+        if args.command == "recover":
+            from starlock.cli.recover import run_recover
+
+            return run_recover(args)
         from starlock.cli.verify import run_verify
 
         return run_verify(args)

@@ -1,0 +1,124 @@
+"""The recovery server (spec §1.6, §4.4): ``/recoverproto.API/Recover`` over aTLS on port 9999.
+
+After a reboot of the whole cluster no join service is up to hand out rejoin tickets, so a
+control-plane node waits for the operator: ``starlock recover`` checks the node's attestation
+(aTLS; the node attests, as for Init) and sends the KMS URI (``kms://cluster-kms?key=...&salt=...``,
+i.e. the master secret) and the storage URI. The node builds the KMS from them, derives
+``key-measurementSecret`` and ``key-<disk uuid>`` (32 bytes each) and delivers both to the same
+:class:`~starlock.bootstrapper.rejoin.KeyDelivery` the rejoin client uses.
+
+Where we differ from upstream (disk-mapper's recovery server) on purpose: upstream answers OK as
+soon as it has derived the keys, so an operator who sent the wrong master secret learns it only
+from a node that never comes back. Here the answer comes after the key opened the state disk:
+a key that does not open it is PERMISSION_DENIED, nothing is changed, and the server keeps
+waiting for the right secret. The URIs carry the master secret: they are never logged, and no
+error message repeats them (the KMS library's errors name parameters, never values).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+
+from starlock.bootstrapper.rejoin import KeyDelivery, RejoinError, WrongDiskKey
+from starlock.joinproto import recover_pb2, recover_pb2_grpc
+from starlock.kms import (
+    KmsConfigError,
+    KmsError,
+    KmsFailedPrecondition,
+    KmsInvalidArgument,
+    KmsNotSupported,
+    KmsPermissionDenied,
+    KmsUnavailable,
+    open_kms,
+)
+
+__all__ = ["RECOVERY_PORT", "RecoveryServer", "serve_recovery"]
+
+RECOVERY_PORT = 9999
+_log = logging.getLogger("starlock.bootstrapper")
+
+#: KMS failures while deriving the keys (a Vault backend can fail at that point) → gRPC status.
+_KMS_CODES: tuple[tuple[type[KmsError], grpc.StatusCode], ...] = (
+    (KmsUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (KmsPermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (KmsInvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (KmsFailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
+class RecoveryServer(recover_pb2_grpc.APIServicer):
+    """Derives the node's keys from the operator's KMS URIs and delivers them.
+
+    ``on_done`` runs once the node is unlocked and marked (the process then stops waiting for a
+    rejoin ticket). A failure past the unlock (the node state, marking PCR 15) is fatal for the
+    node: it is kept in :attr:`fatal_error` and ``on_done`` runs too.
+    """
+
+    def __init__(self, *, disk_uuid: str, delivery: KeyDelivery, on_done: Callable[[], None]) -> None:
+        self._uuid = disk_uuid
+        self._delivery = delivery
+        self._on_done = on_done
+        self.fatal_error: RejoinError | None = None
+        self.done = threading.Event()
+
+    def Recover(
+        self, request: recover_pb2.RecoverMessage, context: grpc.ServicerContext
+    ) -> recover_pb2.RecoverResponse:
+        if self.done.is_set():
+            if self.fatal_error is not None:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the node failed after an earlier recovery")
+            return recover_pb2.RecoverResponse()
+        disk_key, measurement_secret = self._derive(request, context)
+        try:
+            self._delivery.deliver(disk_key, measurement_secret, source="recovery")
+        except WrongDiskKey:
+            _log.warning("recovery refused: the derived key does not open the state disk")
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "the key derived from this KMS does not open the node's state disk "
+                "(another cluster's master secret or salt?); nothing was changed",
+            )
+        except RejoinError as exc:
+            self.fatal_error = exc
+            self._finish()
+            context.abort(grpc.StatusCode.INTERNAL, f"the state disk opened, then recovery failed: {exc}")
+        self._finish()
+        return recover_pb2.RecoverResponse()
+
+    def _derive(self, request: recover_pb2.RecoverMessage, context: grpc.ServicerContext) -> tuple[bytes, bytes]:
+        try:
+            kms = open_kms(request.kms_uri, request.storage_uri or "storage://no-store")
+        except KmsNotSupported as exc:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"creating the KMS client: {exc}")
+        except KmsConfigError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"creating the KMS client: {exc}")
+        try:
+            return kms.get_dek("key-" + self._uuid, 32), kms.get_dek("key-measurementSecret", 32)
+        except KmsError as exc:
+            code = next((c for kind, c in _KMS_CODES if isinstance(exc, kind)), grpc.StatusCode.INTERNAL)
+            context.abort(code, f"deriving the node's keys: {exc}")
+
+    def _finish(self) -> None:
+        if not self.done.is_set():
+            self.done.set()
+            self._on_done()
+
+
+def serve_recovery(server: RecoveryServer, issuer: Any, listen: str) -> Any:
+    """The recovery server on ``listen`` behind aTLS (the node attests; the operator checks)."""
+    from starlock.atls import ServerConfig
+    from starlock.atls.rpc import AttestedServer
+
+    grpc_server = grpc.server(
+        # One worker: recoveries are serialized anyway (each may run a LUKS key derivation).
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery"),
+        options=[("grpc.keepalive_time_ms", 15_000)],
+    )
+    recover_pb2_grpc.add_APIServicer_to_server(server, grpc_server)  # type: ignore[no-untyped-call]  # generated, untyped
+    return AttestedServer(grpc_server, ServerConfig(issuer=issuer), listen).start()
