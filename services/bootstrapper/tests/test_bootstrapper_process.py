@@ -138,8 +138,8 @@ def reboot(node: Node) -> Iterator[Any]:
     yield do
 
 
-def test_init_then_already_bootstrapped(node: Node, kube_control_plane: ControlPlane) -> None:
-    run = Run(node, "proc-cp-0", Role.CONTROL_PLANE, admin_kubeconfig=kube_control_plane.admin_kubeconfig)
+def _init_over_atls(node: Node, run: Run) -> tuple[MasterSecret, bytes, bytes]:
+    """Init the node through its init server; the master secret, the measurement salt, the cluster ID."""
     port = _free_port()
     proc = run.start(port)
     _wait_listening(port, proc)
@@ -153,9 +153,15 @@ def test_init_then_already_bootstrapped(node: Node, kube_control_plane: ControlP
         responses = list(init_pb2_grpc.APIStub(channel).Init(request, timeout=120))
     assert [r.WhichOneof("kind") for r in responses] == ["init_success"]
     assert proc.wait(60) == 0  # the node is bootstrapped; the process is done
+    return master, salt, bytes(responses[0].init_success.cluster_id)
+
+
+def test_init_then_already_bootstrapped(node: Node, kube_control_plane: ControlPlane) -> None:
+    run = Run(node, "proc-cp-0", Role.CONTROL_PLANE, admin_kubeconfig=kube_control_plane.admin_kubeconfig)
+    master, salt, cluster_id = _init_over_atls(node, run)
     kms = ClusterKMS(master.key, master.salt)
     measurement_secret = kms.get_dek("key-measurementSecret", 32)
-    assert responses[0].init_success.cluster_id == derive_cluster_id(measurement_secret, salt)
+    assert cluster_id == derive_cluster_id(measurement_secret, salt)
     assert node.pcr15() != bytes(32)
     disk = FileStateDisk(run.disk_dir)
     disk_key = kms.get_dek("key-" + disk.uuid(), 32)
@@ -270,24 +276,6 @@ def test_startup_errors_are_one_clear_line(node: Node, tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
-def _init_over_atls(node: Node, run: Run) -> tuple[MasterSecret, bytes]:
-    """Init the node through its init server; the master secret and the measurement salt."""
-    port = _free_port()
-    proc = run.start(port)
-    _wait_listening(port, proc)
-    master = MasterSecret(secrets.token_bytes(32), secrets.token_bytes(32))
-    salt = secrets.token_bytes(32)
-    request = init_pb2.InitRequest(
-        kms_uri=master.to_uri(), storage_uri="storage://no-store", measurement_salt=salt,
-        kubernetes_version="v1.37.2", init_secret=INIT_SECRET, cluster_name="proc",
-    )  # fmt: skip
-    with attested_channel(f"127.0.0.1:{port}", ClientConfig(validators=[node.validator()])) as channel:
-        responses = list(init_pb2_grpc.APIStub(channel).Init(request, timeout=120))
-    assert [r.WhichOneof("kind") for r in responses] == ["init_success"]
-    assert proc.wait(60) == 0
-    return master, salt
-
-
 def _recover(node: Node, port: int, kms_uri: str) -> None:
     message = recover_pb2.RecoverMessage(kms_uri=kms_uri, storage_uri="storage://no-store")
     with attested_channel(f"127.0.0.1:{port}", ClientConfig(validators=[node.validator()])) as channel:
@@ -301,7 +289,7 @@ def test_control_plane_recovers_with_the_operators_master_secret(
     server; a malformed URI and another cluster's secret are refused without any change, the
     right secret unlocks the disk and marks PCR 15 with the same cluster ID as before."""
     run = Run(node, "proc-cp-rec", Role.CONTROL_PLANE, admin_kubeconfig=kube_control_plane.admin_kubeconfig)
-    master, _ = _init_over_atls(node, run)
+    master, _, _ = _init_over_atls(node, run)
     marked = node.pcr15()
     reboot()
     run.join_port = _free_port()  # no join service anywhere: every rejoin round fails

@@ -42,6 +42,15 @@ def starlock(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
     )
 
 
+def run_init(booted: Booted, endpoint: str, out: Path, secret_file: Path, *extra: str) -> tuple[int, str, str]:
+    """``starlock init`` against ``endpoint``: exit code, stdout, stderr."""
+    done = starlock(
+        "init", "--endpoint", endpoint, "--config", str(booted.config), "--variant", "qemu-vtpm",
+        "--init-secret", str(secret_file), "--out", str(out), "--retry-interval", "0.5", "--timeout", "60", *extra,
+    )  # fmt: skip
+    return done.returncode, done.stdout, done.stderr
+
+
 @dataclass
 class Booted:
     """A swtpm node after a synthetic measured boot, and the attestation config it satisfies."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import INIT_SECRET, Booted, starlock
+from conftest import INIT_SECRET, Booted, run_init, starlock
 
 from starlock.cli._common import CliError
 from starlock.cli.init import rewrite_kubeconfig
@@ -18,14 +18,6 @@ from starlock.kms import ClusterKMS
 from starlock.kms.derive import derive_cluster_id
 from starlock.kms.mastersecret import read_master_secret_file
 from starlock.kubecluster import ControlPlane
-
-
-def _init(booted: Booted, endpoint: str, out: Path, secret_file: Path, *extra: str) -> tuple[int, str, str]:
-    done = starlock(
-        "init", "--endpoint", endpoint, "--config", str(booted.config), "--variant", "qemu-vtpm",
-        "--init-secret", str(secret_file), "--out", str(out), "--retry-interval", "0.5", "--timeout", "60", *extra,
-    )  # fmt: skip
-    return done.returncode, done.stdout, done.stderr
 
 
 def test_wrong_secret_then_init(
@@ -36,7 +28,7 @@ def test_wrong_secret_then_init(
     out.mkdir()
     wrong = tmp_path / "wrong-secret"
     wrong.write_bytes(b"not-the-secret")
-    code, stdout, stderr = _init(booted, f"localhost:{port}", out, wrong)
+    code, stdout, stderr = run_init(booted, f"localhost:{port}", out, wrong)
     assert code == 1, stderr
     assert "Init failed: invalid init secret" in stderr and "the node's log is in" in stderr
     (log,) = out.glob("starlock-init-failure-*.log")
@@ -47,7 +39,7 @@ def test_wrong_secret_then_init(
 
     right = tmp_path / "init-secret"
     right.write_bytes(INIT_SECRET + b"\n")  # a trailing newline from an editor is not part of it
-    code, stdout, stderr = _init(booted, f"localhost:{port}", out, right, "--master-secret", str(master_file))
+    code, stdout, stderr = run_init(booted, f"localhost:{port}", out, right, "--master-secret", str(master_file))
     assert code == 0, stderr
     state = json.loads((out / "starlock-state.json").read_text())
     master = read_master_secret_file(master_file)
@@ -70,7 +62,7 @@ def test_a_node_failing_attestation_is_refused_at_once(
     secret = tmp_path / "init-secret"
     secret.write_bytes(INIT_SECRET)
     booted.config = booted.config_with(8, "ab" * 32)  # the operator expects another boot
-    code, _, stderr = _init(booted, f"127.0.0.1:{port}", tmp_path, secret)
+    code, _, stderr = run_init(booted, f"127.0.0.1:{port}", tmp_path, secret)
     assert code == 1
     assert "failed attestation" in stderr and "index 8" in stderr
     assert "retrying" not in stderr  # a refusal is final

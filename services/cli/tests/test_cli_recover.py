@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from conftest import INIT_SECRET, Booted, Bootstrapper, read_pcr15, reboot, starlock
+from conftest import INIT_SECRET, Booted, Bootstrapper, read_pcr15, reboot, run_init, starlock
 
 from starlock.kms.mastersecret import MasterSecret, read_master_secret_file, write_master_secret_file
 
@@ -25,11 +25,8 @@ def _initialized(booted: Booted, init_node: Bootstrapper, out: Path) -> str:
     port = init_node()
     secret = out / "init-secret"
     secret.write_bytes(INIT_SECRET)
-    done = starlock(
-        "init", "--endpoint", f"127.0.0.1:{port}", "--config", str(booted.config), "--variant", "qemu-vtpm",
-        "--init-secret", str(secret), "--out", str(out), "--retry-interval", "0.5", "--timeout", "60",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    code, _, stderr = run_init(booted, f"127.0.0.1:{port}", out, secret)
+    assert code == 0, stderr
     assert init_node.procs[-1].wait(60) == 0
     return str(json.loads((out / "starlock-state.json").read_text())["clusterID"])
 
