@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client, config
 
+from starlock.bootstrapper.auditpolicy import AUDIT_POLICY
 from starlock.bootstrapper.initserver import InitParams
 from starlock.bootstrapper.kubeadm import KubeadmDriver, KubeadmError
 from starlock.bootstrapper.kubeobjects import COMPONENTS_ANNOTATION, components_config_map_name
@@ -73,6 +76,13 @@ def test_configurations_pass_real_kubeadm_validation(kube_control_plane: Control
     assert cluster["apiServer"]["certSANs"] == ["127.0.0.1", "192.0.2.5", "203.0.113.9", "cluster.example"]
     assert cluster["controlPlaneEndpoint"] == "203.0.113.9"
     assert {"name": "profiling", "value": "false"} in cluster["apiServer"]["extraArgs"]
+    # what the audit flags name is mounted into kube-apiserver's static pod
+    flags = {a["name"]: a["value"] for a in cluster["apiServer"]["extraArgs"]}
+    mounts = {v["mountPath"]: v for v in cluster["apiServer"]["extraVolumes"]}
+    policy = mounts[flags["audit-policy-file"]]
+    assert policy["hostPath"] == flags["audit-policy-file"] and policy["readOnly"] and policy["pathType"] == "File"
+    log_dir = mounts[str(Path(flags["audit-log-path"]).parent)]
+    assert log_dir["hostPath"] == log_dir["mountPath"] and not log_dir["readOnly"]
     assert "featureGates" not in cluster  # ControlPlaneKubeletLocalMode: a name kubeadm 1.37 refuses
     assert {"name": "provider-id", "value": "qemu:///node-1"} in init["nodeRegistration"]["kubeletExtraArgs"]
     assert kubelet["tlsCertFile"].endswith("kubelet-client-crt.pem")
@@ -155,9 +165,11 @@ def test_init_runs_upstreams_sequence_and_creates_the_objects(kube_control_plane
     core = client.CoreV1Api(admin)
     calls: list[list[str]] = []
     name = "kubeadm-init-node"
+    policy = tmp_path / "etc" / "kubernetes" / "audit-policy.yaml"
 
     def runner(argv: list[str], stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
         calls.append(argv)
+        assert policy.read_text() == AUDIT_POLICY  # written before kubeadm runs
         out = b""
         if argv[1:3] == ["kubeconfig", "user"]:
             out = b"apiVersion: v1\nkind: Config\n"
@@ -171,13 +183,16 @@ def test_init_runs_upstreams_sequence_and_creates_the_objects(kube_control_plane
 
     driver = KubeadmDriver(
         "kubeadm-init-node", "192.0.2.8", "qemu:///i", kubeadm="kubeadm", kubeconfig_dir=plane.admin_kubeconfig.parent,
-        run=runner, root=tmp_path,
+        run=runner, root=tmp_path, prioritize_etcd=lambda: calls.append(["etcd", "ioprio"]) and None,
     )  # fmt: skip
     params = _params()
     assert driver.init_cluster(params) == b"apiVersion: v1\nkind: Config\n"
+    assert policy.stat().st_mode & 0o777 == 0o600
     installed = tmp_path / "run" / "state" / "bin" / "kubeadm"  # the components first, hash-checked
     assert installed.read_bytes() == KUBEADM_STANDIN and installed.stat().st_mode & 0o777 == 0o544
-    assert [c[1:3] for c in calls] == [["init", "phase"], ["init", "phase"], ["init", "-v=5"], ["kubeconfig", "user"]]
+    assert [c[1:3] for c in calls] == [
+        ["init", "phase"], ["init", "phase"], ["init", "-v=5"], ["kubeconfig", "user"], ["ioprio"],
+    ]  # fmt: skip
     assert "--skip-phases=preflight,certs,addon/coredns,addon/kube-proxy" in calls[2]
     assert calls[3][calls[3].index("--client-name") + 1] == "starlock-kubeadm-admin"
     components = components_config_map_name(params.components)
@@ -209,3 +224,97 @@ def test_a_failing_step_is_named(tmp_path: Path) -> None:
     with pytest.raises(KubeadmError, match=r"installing the Kubernetes components: .*hash mismatch"):
         driver.init_cluster(bad)
     assert not (tmp_path / "root" / "k").exists()
+
+
+@pytest.mark.parametrize("control_plane", [False, True])
+def test_a_joining_control_plane_writes_the_audit_policy_and_raises_etcds_priority(
+    tmp_path: Path, control_plane: bool
+) -> None:
+    calls: list[str] = []
+    policy = tmp_path / "etc" / "kubernetes" / "audit-policy.yaml"
+
+    def runner(argv: list[str], stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
+        calls.extend([argv[1], f"policy: {policy.exists()}"])
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    driver = KubeadmDriver(
+        "n", "192.0.2.5", "p", run=runner, root=tmp_path, prioritize_etcd=lambda: calls.append("ioprio") and None
+    )
+    driver.join_cluster("192.0.2.1:6443", "sha256:" + "ab" * 32, TOKEN, control_plane=control_plane)
+    if control_plane:
+        assert calls == ["join", "policy: True", "ioprio"]
+    else:
+        assert calls == ["join", "policy: False"]  # a worker runs no API server and no etcd
+
+
+@pytest.fixture(scope="module")
+def audited_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A second real control plane whose kube-apiserver runs with the driver's audit flags and policy."""
+    from starlock.bootstrapper.auditpolicy import write_audit_policy
+    from starlock.kubecluster.build import ensure_binaries
+    from starlock.kubecluster.errors import BuildError
+
+    try:
+        binaries = ensure_binaries()
+    except BuildError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Kubernetes binaries unavailable: {exc}")
+        pytest.skip(f"Kubernetes binaries unavailable: {exc}")
+    root = tmp_path_factory.mktemp("audited")
+    policy = write_audit_policy(root)
+    log = root / "audit" / "audit.log"
+    plane = ControlPlane(
+        binaries=binaries,
+        apiserver_args=(f"--audit-policy-file={policy}", f"--audit-log-path={log}", "--audit-log-mode=blocking"),
+    )
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+        plane.cleanup()
+
+
+def test_the_audit_policy_keeps_secrets_out_of_the_real_api_servers_log(audited_plane: ControlPlane) -> None:
+    """The real kube-apiserver loads the policy (it refuses to start on an invalid one); a Secret's
+    and a ConfigMap's data never reach the audit log, other writes are logged with their body,
+    health checks and leases are not logged."""
+    admin = config.new_client_from_config(config_file=str(audited_plane.admin_kubeconfig))
+    core = client.CoreV1Api(admin)
+    secret_value = base64.b64encode(os.urandom(24)).decode()
+    config_value = base64.b64encode(os.urandom(24)).decode()
+    core.create_namespaced_secret(
+        "kube-system",
+        client.V1Secret(metadata=client.V1ObjectMeta(name="audit-secret"), string_data={"token": secret_value}),
+    )
+    core.read_namespaced_secret("audit-secret", "kube-system")
+    core.create_namespaced_config_map(
+        "kube-system",
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="audit-config"), data={"kubeconfig": config_value}),
+    )
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="audit-visible")))
+    client.VersionApi(admin).get_code()
+    log = Path(next(a.split("=", 1)[1] for a in audited_plane._apiserver_args if a.startswith("--audit-log-path=")))
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    text = log.read_text()
+    assert secret_value not in text and base64.b64encode(secret_value.encode()).decode() not in text
+    assert config_value not in text
+
+    def about(resource: str, name: str) -> list[dict[str, Any]]:
+        found = []
+        for event in events:
+            ref = event.get("objectRef", {})
+            named = ref.get("name") or event.get("requestObject", {}).get("metadata", {}).get("name")
+            if ref.get("resource") == resource and named == name:
+                found.append(event)
+        return found
+
+    secret_events = [e for e in events if e.get("objectRef", {}).get("resource") == "secrets"]
+    assert {e["verb"] for e in secret_events} >= {"create", "get"}
+    assert all(e["level"] == "Metadata" and "requestObject" not in e for e in secret_events)
+    namespace = about("namespaces", "audit-visible")
+    assert namespace and namespace[0]["level"] == "Request"
+    assert namespace[0]["requestObject"]["metadata"]["name"] == "audit-visible"
+    assert not [e for e in events if e.get("requestURI", "").startswith(("/readyz", "/healthz", "/livez"))]
+    assert not [e for e in events if e.get("objectRef", {}).get("resource") == "leases"]
+    assert all(e["stage"] != "RequestReceived" for e in events)

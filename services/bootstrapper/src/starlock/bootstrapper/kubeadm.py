@@ -11,8 +11,11 @@ and ``kubeadm join -v=5 --config F``. ``start_kubelet``: ``systemctl enable --no
 
 Upstream writes ``kubeadm.k8s.io/v1beta3``; kubeadm 1.37 reads v1beta4 only, whose ``extraArgs``
 are lists of name/value pairs. The configuration files hold the bootstrap token: they are written
-0600 into a private temporary directory and removed after the command. The audit policy
-file and etcd I/O priority are not done here.
+0600 into a private temporary directory and removed after the command. Control planes get the
+audit policy (:mod:`.auditpolicy`) written before kubeadm runs, the policy file and the audit log
+directory mounted into kube-apiserver's static pod (``apiServer.extraVolumes``: without them the
+API server cannot open the file its flags name), and etcd's I/O priority raised after kubeadm
+(:mod:`.etcdio`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from starlock.bootstrapper.auditpolicy import AUDIT_LOG_DIR, AUDIT_POLICY_PATH, write_audit_policy
+from starlock.bootstrapper.etcdio import prioritize_etcd
 from starlock.bootstrapper.initserver import InitParams
 from starlock.bootstrapper.metadata import InstanceMetadata
 
@@ -77,6 +82,7 @@ class KubeadmDriver:
     patches_dir: str = PATCHES_DIR
     root: Path = Path("/")
     run: Runner = field(default=_run, repr=False)
+    prioritize_etcd: Callable[[], int | None] = field(default=prioritize_etcd, repr=False)
 
     @classmethod
     def for_node(
@@ -126,8 +132,8 @@ class KubeadmDriver:
             "apiServer": {
                 "certSANs": sans,
                 "extraArgs": _args(
-                    audit_policy_file="/etc/kubernetes/audit-policy.yaml",
-                    audit_log_path="/var/log/kubernetes/audit/audit.log",
+                    audit_policy_file=AUDIT_POLICY_PATH,
+                    audit_log_path=f"{AUDIT_LOG_DIR}/audit.log",
                     audit_log_maxage="30",
                     audit_log_maxbackup="10",
                     audit_log_maxsize="100",
@@ -135,6 +141,23 @@ class KubeadmDriver:
                     kubelet_certificate_authority="/etc/kubernetes/pki/ca.crt",
                     tls_cipher_suites=",".join(TLS_CIPHERS),
                 ),
+                # kubeadm mounts only the PKI and CA bundles into the static pod
+                "extraVolumes": [
+                    {
+                        "name": "audit-policy",
+                        "hostPath": AUDIT_POLICY_PATH,
+                        "mountPath": AUDIT_POLICY_PATH,
+                        "readOnly": True,
+                        "pathType": "File",
+                    },
+                    {
+                        "name": "audit-log",
+                        "hostPath": AUDIT_LOG_DIR,
+                        "mountPath": AUDIT_LOG_DIR,
+                        "readOnly": False,
+                        "pathType": "DirectoryOrCreate",
+                    },
+                ],
             },
             "controllerManager": {"extraArgs": _args(profiling="false", terminated_pod_gc_threshold="1000")},
             "scheduler": {"extraArgs": _args(profiling="false")},
@@ -220,6 +243,7 @@ class KubeadmDriver:
         skip = ["preflight", "certs", "addon/coredns"]
         if not params.conformance_mode:
             skip.append("addon/kube-proxy")
+        write_audit_policy(self.root)
         with self._config_file(self.init_configuration(params)) as conf:
             self._kubeadm("init phase preflight", ["init", "phase", "preflight", "-v=5", "--config", str(conf)])
             self._kubeadm("init phase certs", ["init", "phase", "certs", "all", "-v=5", "--config", str(conf)])
@@ -229,6 +253,7 @@ class KubeadmDriver:
                 ["kubeconfig", "user", "--client-name", f"{params.cluster_name}-admin", "--org", "system:masters",
                  "--config", str(conf)],
             )  # fmt: skip
+        self.prioritize_etcd()
         self._after_init(params)
         return kubeconfig
 
@@ -261,8 +286,12 @@ class KubeadmDriver:
     ) -> None:
         self._install(list(components))
         text = self.join_configuration(api_server_endpoint, ca_pin, token, control_plane=control_plane)
+        if control_plane:  # its kube-apiserver mounts the policy (the cluster's ClusterConfiguration)
+            write_audit_policy(self.root)
         with self._config_file(text) as conf:
             self._kubeadm("join", ["join", "-v=5", "--config", str(conf)])
+        if control_plane:
+            self.prioritize_etcd()
 
     def start_kubelet(self) -> None:
         systemctl = shutil.which("systemctl") or "systemctl"

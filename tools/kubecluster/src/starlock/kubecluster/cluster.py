@@ -92,8 +92,10 @@ class ControlPlane:
         root: Path | None = None,
         ports: Ports | None = None,
         start_timeout: float = 60.0,
+        apiserver_args: tuple[str, ...] = (),
     ) -> None:
         self._binaries = binaries
+        self._apiserver_args = apiserver_args
         self._root_given = root
         self._ports = ports or Ports()
         self._start_timeout = start_timeout
@@ -389,6 +391,7 @@ class ControlPlane:
                 # a loopback address may not be a Service endpoint; nothing here routes to it
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                *self._apiserver_args,
             ],
         )
         crt, key = self.root / "super-admin.crt", self.root / "super-admin.key"
