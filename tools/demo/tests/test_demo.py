@@ -67,6 +67,10 @@ def test_two_node_demo(tmp_path: Path) -> None:
     assert "refused" in tampered and "MeasurementMismatch" in tampered and "index 8" in tampered
     replay = next(line for line in out.splitlines() if line.startswith("a node already marked"))
     assert "refused" in replay and "index 15" in replay
+    # the full-cluster reboot: node 1 waits for the operator and comes back with the same cluster ID
+    assert "node-1: rebooted (PCR 15 zero); join service down" in out
+    assert re.search(r"^Recovered: 127\.0\.0\.1:\d+$", out, re.MULTILINE)
+    assert "node-1: state disk unlocked, PCR 15 marked again with this cluster's ID, kubelet started" in out
     # each phase timed
     assert re.search(r"Done in \d+ s: 1\. [\d.]+ s, 2\. ", out)
     # everything it started is gone

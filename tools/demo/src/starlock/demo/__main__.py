@@ -4,8 +4,9 @@ Phases: the control plane; N nodes booted (each its own swtpm and synthetic meas
 their bootstrappers; ``starlock init`` on node 1; the cluster services (what Helm would install);
 the other nodes joining through attestation; the node table; ``starlock verify`` of one node;
 ``kubectl get nodes`` with the kubeconfig from init; two refusals (a boot that differs from the
-measurements, a node already marked asking again). Everything started is stopped at the end,
-also on Ctrl-C. Each phase prints its time.
+measurements, a node already marked asking again); a reboot of the whole cluster, node 1 brought
+back with ``starlock recover``. Everything started is stopped at the end, also on Ctrl-C. Each
+phase prints its time.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def run(cluster: LocalCluster) -> int:
     with cluster.phase("8. refusals"):
         print(f"a node whose boot differs from the measurements: {cluster.refuse_tampered_boot()}")
         print(f"a node already marked (replay):                  {cluster.refuse_replay()}")
+    with cluster.phase("9. full-cluster reboot: node 1 recovered with starlock recover"):
+        node = cluster.reboot_whole_cluster()
+        print(cluster.recover(node))
     total = sum(cluster.timings.values())
     print(f"\nDone in {total:.0f} s: " + ", ".join(f"{k.split(' ')[0]} {v:.1f} s" for k, v in cluster.timings.items()))
     return 0

@@ -56,6 +56,7 @@ class DemoNode:
     address: str
     init_port: int
     role: str
+    recovery_port: int = 0
     bootstrapper: Component | None = None
     started: float = 0.0
     joined_after: float | None = None
@@ -134,7 +135,7 @@ class LocalCluster:
         run_synthetic_boot(tpm.tcti, root / "eventlog.bin", events)
         address = f"127.0.0.{index}"
         role = "ControlPlane" if index == 1 else "Worker"
-        return DemoNode(index, root, tpm, events, address, free_port(), role)
+        return DemoNode(index, root, tpm, events, address, free_port(), role, recovery_port=free_port())
 
     def golden_measurements(self) -> dict[str, dict[str, object]]:
         """The measurements an image build publishes: replayed from the reference boot's events."""
@@ -155,18 +156,19 @@ class LocalCluster:
         path.write_text(json.dumps(doc))
         return path
 
-    def start_bootstrapper(self, node: DemoNode) -> None:
+    def start_bootstrapper(self, node: DemoNode, *, name: str = "") -> None:
         args = _python(
             "starlock.bootstrapper.cli", "--variant", "qemu-vtpm", "--csp", "qemu", "--tcti", node.tcti,
             "--event-log", str(node.event_log), "--metadata", f"local:{self._metadata(node)}",
             "--state-disk", f"file:{node.root / 'state-disk'}", "--driver", "local", "--root", str(node.root / "fs"),
             "--listen", f"{node.address}:{node.init_port}", "--join-service-port", str(self.join_port),
             "--join-interval", "1", "--on-fatal", "exit", "--log-file", str(node.root / "bootstrapper.log"),
+            "--recovery-listen", f"{node.address}:{node.recovery_port}",
         )  # fmt: skip
         if node.index == 1:
             args += ["--local-admin-kubeconfig", str(self.plane.admin_kubeconfig)]
         node.started = time.monotonic()
-        node.bootstrapper = self._component(f"bootstrapper-{node.name}", args)
+        node.bootstrapper = self._component(name or f"bootstrapper-{node.name}", args)
 
     def boot_nodes(self) -> None:
         self.init_secret = secrets.token_urlsafe(24).encode()
@@ -316,6 +318,53 @@ class LocalCluster:
 
     def kubectl_get_nodes(self) -> str:
         return self.plane.kubectl("get", "nodes", "-o", "wide", kubeconfig=self.out / "starlock-admin.conf")
+
+    # --- a full-cluster reboot ---------------------------------------------------------------
+
+    def reboot_whole_cluster(self) -> DemoNode:
+        """Every control plane goes down, the join service with them; node 1 boots again: its
+        TPM restarts (PCR 15 zero), the firmware measures the same boot, its bootstrapper finds
+        the state disk initialized and waits for a rejoin ticket that no one can issue, and for
+        the operator on its recovery server."""
+        from starlock.attestation.measured_boot import run_synthetic_boot
+
+        self.join_service.stop()
+        node = self.members[0]
+        node.tpm.restart()
+        run_synthetic_boot(node.tcti, node.event_log, node.events)
+        (node.root / "fs" / "run" / "starlock" / "nodelock").unlink(missing_ok=True)
+        self.say(
+            f"{node.name}: rebooted (PCR 15 {'zero' if node.pcr15() == bytes(32) else 'NOT ZERO'}); join service down"
+        )
+        self.start_bootstrapper(node, name=f"bootstrapper-{node.name}-reboot")
+        bootstrapper = node.bootstrapper
+        assert bootstrapper is not None
+        bootstrapper.wait_until(
+            lambda: _port_open(node.address, node.recovery_port), timeout=60, what="the recovery server listening"
+        )
+        self.say(f"{node.name}: no join service answers; recovery server on {node.address}:{node.recovery_port}")
+        return node
+
+    def recover(self, node: DemoNode) -> str:
+        """``starlock recover`` with the master secret from Init; node 1 unlocks, re-marks, starts."""
+        args = _python(
+            "starlock.cli", "recover", "--endpoint", f"{node.address}:{node.recovery_port}",
+            "--config", str(self.work / "attestation-config.json"), "--variant", "qemu-vtpm",
+            "--master-secret", str(self.out / "constellation-mastersecret.json"), "--retry-interval", "1",
+        )  # fmt: skip
+        self.say(f"$ starlock recover --endpoint {node.address}:{node.recovery_port} --master-secret ...")
+        comp = self._component(f"starlock-recover-{node.name}", args)
+        code = comp.wait(120)
+        self.say(comp.tail(3))
+        if code != 0:
+            raise RuntimeError(f"starlock recover failed ({code}); see {comp.log}")
+        assert node.bootstrapper is not None
+        if (exit_code := node.bootstrapper.wait(60)) != 0:
+            raise RuntimeError(f"{node.name}: bootstrapper exited {exit_code}; see {node.bootstrapper.log}")
+        cluster_id = bytes.fromhex(self.state["clusterID"])
+        mark = hashlib.sha256(bytes(32) + hashlib.sha256(cluster_id).digest()).digest()
+        same = "marked again with this cluster's ID" if node.pcr15() == mark else "NOT MARKED"
+        return f"{node.name}: state disk unlocked, PCR 15 {same}, kubelet started"
 
     # --- refusals --------------------------------------------------------------------------
 
