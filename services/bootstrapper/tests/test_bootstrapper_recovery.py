@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,7 +19,7 @@ from starlock.bootstrapper.nodestate import NodeState, Role, write_node_state
 from starlock.bootstrapper.recovery import RecoveryServer
 from starlock.bootstrapper.rejoin import KeyDelivery
 from starlock.bootstrapper.statedisk import FileStateDisk
-from starlock.joinproto import recover_pb2
+from starlock.joinproto import recover_pb2, recover_pb2_grpc
 from starlock.kms import (
     ClusterKMS,
     KmsError,
@@ -179,3 +181,54 @@ def test_a_failure_after_the_unlock_is_fatal_and_reported(node: Node) -> None:
     assert node.server.fatal_error is not None and node.done_calls == 1  # the process stops and exits 1
     again = node.refused(node.master.to_uri())
     assert again.code is grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_recoveries_beyond_one_running_and_one_waiting_are_resource_exhausted(tmp_path: Path) -> None:
+    """The client is not attested and a try may cost a LUKS key derivation: a real aTLS recovery
+    server runs one Recover, queues one and refuses the rest until they finish."""
+    from starlock.atls import ClientConfig, DummyIssuer, DummyValidator
+    from starlock.atls.rpc import attested_channel
+    from starlock.bootstrapper.recovery import serve_recovery
+
+    node = Node(tmp_path, MasterSecret(secrets.token_bytes(32), secrets.token_bytes(32)))
+    entered, release = threading.Event(), threading.Event()
+    unlock = node.disk.unlock
+
+    def slow_unlock(key: bytes) -> None:
+        entered.set()
+        assert release.wait(30)
+        unlock(key)
+
+    node.disk.unlock = slow_unlock  # type: ignore[method-assign]
+    front = serve_recovery(node.server, DummyIssuer(insecure=True), "127.0.0.1:0")
+    config = ClientConfig(validators=[DummyValidator(insecure=True)])
+    message = recover_pb2.RecoverMessage(kms_uri=node.master.to_uri(), storage_uri="storage://no-store")
+    results: dict[str, grpc.StatusCode] = {}
+
+    def call(name: str) -> None:
+        with attested_channel(f"127.0.0.1:{front.port}", config) as channel:
+            try:
+                recover_pb2_grpc.APIStub(channel).Recover(message, timeout=60)
+                results[name] = grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                results[name] = exc.code()
+
+    try:
+        first = threading.Thread(target=call, args=("first",))
+        first.start()
+        assert entered.wait(30)  # the first call is inside the unlock
+        others = [threading.Thread(target=call, args=(name,)) for name in ("second", "third")]
+        for thread in others:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while not results and time.monotonic() < deadline:  # one of them is refused at once
+            time.sleep(0.05)
+        release.set()
+        for thread in (first, *others):
+            thread.join(60)
+    finally:
+        front.stop(grace=1)
+    assert results["first"] is grpc.StatusCode.OK
+    # whichever arrived second waited and then got the answer of the finished recovery
+    assert sorted(c.name for n, c in results.items() if n != "first") == ["OK", "RESOURCE_EXHAUSTED"]
+    assert len(node.lock.marked) == 1

@@ -7,8 +7,11 @@ import hashlib
 import json
 from pathlib import Path
 
+import grpc
+import pytest
 from conftest import INIT_SECRET, Booted, Bootstrapper, read_pcr15, reboot, run_init, starlock
 
+from starlock.cli._common import CliError
 from starlock.kms.mastersecret import MasterSecret, read_master_secret_file, write_master_secret_file
 
 
@@ -107,3 +110,41 @@ def test_usage_errors(booted: Booted, tmp_path: Path) -> None:
         "--master-secret", str(bad),
     )  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr and "master secret" in done.stderr
+
+
+class _Status(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return f"the node says {self._code.name}"
+
+
+def test_busy_and_unavailable_are_retried_refusals_are_final(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from starlock.cli import recover
+
+    answers: list[grpc.RpcError | None] = [
+        _Status(grpc.StatusCode.RESOURCE_EXHAUSTED),
+        _Status(grpc.StatusCode.UNAVAILABLE),
+        None,
+    ]
+    monkeypatch.setattr(recover, "_call", lambda *_: answers.pop(0))
+    recover.recover_one("h:9999", None, None, timeout=30, retry_interval=0.01)
+    err = capsys.readouterr().err
+    assert not answers and "h:9999 busy, retrying" in err and "h:9999 unavailable, retrying" in err
+
+    for code, exit_code in [
+        (grpc.StatusCode.PERMISSION_DENIED, 1),
+        (grpc.StatusCode.INVALID_ARGUMENT, 1),
+        (grpc.StatusCode.INTERNAL, 1),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, 2),
+    ]:
+        answers[:] = [_Status(code), None]
+        with pytest.raises(CliError) as failed:
+            recover.recover_one("h:9999", None, None, timeout=30, retry_interval=0.01)
+        assert failed.value.exit_code == exit_code and len(answers) == 1  # not retried

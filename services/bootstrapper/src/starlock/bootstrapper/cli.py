@@ -93,7 +93,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--state-disk",
         default="luks2:/dev/mapper/state",
-        help="luks2:DEVICE (production; not implemented yet) or file:DIR (demo and tests, protects nothing)",
+        help="luks2:DEVICE (production, through cryptsetup) or file:DIR (demo and tests, protects nothing)",
     )
     parser.add_argument("--driver", default="kubeadm", choices=("kubeadm", "local"), help="how Kubernetes is set up")
     parser.add_argument(

@@ -38,9 +38,11 @@ from starlock.kms import (
     open_kms,
 )
 
-__all__ = ["RECOVERY_PORT", "RecoveryServer", "serve_recovery"]
+__all__ = ["MAX_CONCURRENT_RECOVERIES", "RECOVERY_PORT", "RecoveryServer", "serve_recovery"]
 
 RECOVERY_PORT = 9999
+#: Recover calls in flight at once (one running, one waiting); beyond, RESOURCE_EXHAUSTED.
+MAX_CONCURRENT_RECOVERIES = 2
 _log = logging.getLogger("starlock.bootstrapper")
 
 #: KMS failures while deriving the keys (a Vault backend can fail at that point) → gRPC status.
@@ -116,9 +118,11 @@ def serve_recovery(server: RecoveryServer, issuer: Any, listen: str) -> Any:
     from starlock.atls.rpc import AttestedServer
 
     grpc_server = grpc.server(
-        # One worker: recoveries are serialized anyway (each may run a LUKS key derivation).
+        # One worker: recoveries are serialized anyway. The client is not attested, and each try
+        # may cost a LUKS key derivation (memory-hard): one waits, more are RESOURCE_EXHAUSTED.
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery"),
         options=[("grpc.keepalive_time_ms", 15_000)],
+        maximum_concurrent_rpcs=MAX_CONCURRENT_RECOVERIES,
     )
     recover_pb2_grpc.add_APIServicer_to_server(server, grpc_server)  # type: ignore[no-untyped-call]  # generated, untyped
     return AttestedServer(grpc_server, ServerConfig(issuer=issuer), listen).start()

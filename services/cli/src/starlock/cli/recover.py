@@ -8,7 +8,7 @@ instead. For each ``--endpoint``:
    a node that fails attestation is refused at once, never retried.
 2. ``/recoverproto.API/Recover`` with the KMS URI of ``--master-secret`` (the file ``starlock
    init`` wrote) and ``storage://no-store``, retried every ``--retry-interval`` while the node is
-   UNAVAILABLE (still booting) until ``--timeout``.
+   UNAVAILABLE (still booting) or RESOURCE_EXHAUSTED (busy with other callers) until ``--timeout``.
 3. The node answers once the key derived from the secret opened its state disk and PCR 15 is
    marked again. A disk that does not open with it (another cluster's secret) is
    PERMISSION_DENIED: nothing changed on the node, refused here (exit 1).
@@ -50,6 +50,10 @@ _REFUSALS = {
 }
 
 
+#: Status codes worth another try: the node is still booting, or busy with other recoveries.
+_RETRY = {grpc.StatusCode.UNAVAILABLE: "unavailable", grpc.StatusCode.RESOURCE_EXHAUSTED: "busy"}
+
+
 def _request(path: str) -> Any:
     from starlock.joinproto import recover_pb2
     from starlock.kms import KmsError
@@ -87,11 +91,11 @@ def recover_one(endpoint: str, validator: Any, request: Any, *, timeout: float, 
         code = error.code()
         if code in _REFUSALS:
             raise CliError(f"the node at {endpoint} {_REFUSALS[code]}: {error.details()}", EXIT_REFUSED)
-        if code is not grpc.StatusCode.UNAVAILABLE:
+        if code not in _RETRY:
             raise CliError(f"recovery at {endpoint} failed ({code.name}): {error.details()}")
         if time.monotonic() + retry_interval > deadline:
             raise CliError(f"the recovery server at {endpoint} stayed unavailable: {error.details()}")
-        print(f"starlock recover: {endpoint} unavailable, retrying in {retry_interval:g} s", file=sys.stderr)
+        print(f"starlock recover: {endpoint} {_RETRY[code]}, retrying in {retry_interval:g} s", file=sys.stderr)
         time.sleep(retry_interval)
 
 
