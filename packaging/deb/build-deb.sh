@@ -17,7 +17,8 @@
 #
 # 1. The same cached debootstrap root filesystem as packaging/build-image.sh (bookworm minbase
 #    with python3-venv, under $STARLOCK_ROOTFS_CACHE), extracted into a temporary directory.
-# 2. The wheels of libs/{joinproto,attestation,atls,kms,nodelock} and services/bootstrapper; the
+# 2. The wheels of libs/{joinproto,attestation,atls,kms,nodelock} and services/{joinservice,bootstrapper}
+#    (the bootstrapper signs the first node's kubelet certificate with the join service's profile); the
 #    dependencies' wheels (binary where PyPI has one; tpm2-pytss is built here against this
 #    machine's libtss2-dev, which must be the target suite's: pip caches the wheel).
 # 3. In a chroot of that tree: python3.11 -m venv /opt/starlock, pip install --no-index from those
@@ -116,7 +117,7 @@ W="$WORK/root/tmp/wheels"
 mkdir -p "$W"
 ISOLATION=()
 "$PYTHON" -c 'import hatchling' 2>/dev/null && ISOLATION=(--no-isolation)
-for dist in libs/joinproto libs/attestation libs/atls libs/kms libs/nodelock services/bootstrapper; do
+for dist in libs/joinproto libs/attestation libs/atls libs/kms libs/nodelock services/joinservice services/bootstrapper; do
     nice -n 10 "$PYTHON" -m build --wheel "${ISOLATION[@]}" --outdir "$W" "$ROOT/$dist" >"$WORK/build.log" 2>&1 \
         || { cat "$WORK/build.log" >&2; die "building the wheel of $dist failed"; }
 done

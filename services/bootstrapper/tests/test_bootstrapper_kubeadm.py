@@ -167,9 +167,13 @@ def test_init_runs_upstreams_sequence_and_creates_the_objects(kube_control_plane
     name = "kubeadm-init-node"
     policy = tmp_path / "etc" / "kubernetes" / "audit-policy.yaml"
 
+    kubelet_pki = tmp_path / "run" / "state" / "kubelet" / "pki"
+
     def runner(argv: list[str], stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
         calls.append(argv)
         assert policy.read_text() == AUDIT_POLICY  # written before kubeadm runs
+        # the kubelet's serving certificate exists once the CA does (after "certs all"), before init
+        assert (kubelet_pki / "kubelet-client-crt.pem").exists() is (argv[1:3] != ["init", "phase"])
         out = b""
         if argv[1:3] == ["kubeconfig", "user"]:
             out = b"apiVersion: v1\nkind: Config\n"
@@ -188,6 +192,7 @@ def test_init_runs_upstreams_sequence_and_creates_the_objects(kube_control_plane
     params = _params()
     assert driver.init_cluster(params) == b"apiVersion: v1\nkind: Config\n"
     assert policy.stat().st_mode & 0o777 == 0o600
+    _check_kubelet_certificate(plane, kubelet_pki, "kubeadm-init-node", "192.0.2.8")
     installed = tmp_path / "run" / "state" / "bin" / "kubeadm"  # the components first, hash-checked
     assert installed.read_bytes() == KUBEADM_STANDIN and installed.stat().st_mode & 0o777 == 0o544
     assert [c[1:3] for c in calls] == [
@@ -201,8 +206,26 @@ def test_init_runs_upstreams_sequence_and_creates_the_objects(kube_control_plane
     core.read_namespaced_config_map("internal-config", "kube-system")
 
     calls.clear()
+    for leftover in kubelet_pki.iterdir():  # a second init on a fresh state disk
+        leftover.unlink()
     driver.init_cluster(_params(conformance_mode=True))
     assert "--skip-phases=preflight,certs,addon/coredns" in calls[2]
+
+
+def _check_kubelet_certificate(plane: ControlPlane, pki: Path, name: str, ip: str) -> None:
+    """The first node's kubelet certificate: the join service's profile, signed by the cluster CA."""
+    cert = x509.load_pem_x509_certificate((pki / "kubelet-client-crt.pem").read_bytes())
+    key = serialization.load_pem_private_key((pki / "kubelet-client-key.pem").read_bytes(), None)
+    assert (pki / "kubelet-client-key.pem").read_bytes().startswith(b"-----BEGIN EC PRIVATE KEY-----")
+    assert all((pki / f).stat().st_mode & 0o777 == 0o600 for f in ("kubelet-client-crt.pem", "kubelet-client-key.pem"))
+    ca = x509.load_pem_x509_certificate(plane.ca_cert.read_bytes())
+    cert.verify_directly_issued_by(ca)
+    assert cert.public_key() == key.public_key()
+    assert cert.subject.rfc4514_string() == f"CN=system:node:{name},O=system:nodes"
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == [ip]
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(eku) == {x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH}
 
 
 def test_a_failing_step_is_named(tmp_path: Path) -> None:
@@ -318,3 +341,13 @@ def test_the_audit_policy_keeps_secrets_out_of_the_real_api_servers_log(audited_
     assert not [e for e in events if e.get("requestURI", "").startswith(("/readyz", "/healthz", "/livez"))]
     assert not [e for e in events if e.get("objectRef", {}).get("resource") == "leases"]
     assert all(e["stage"] != "RequestReceived" for e in events)
+
+
+def test_no_cluster_ca_after_the_certs_phase_is_a_named_error(tmp_path: Path) -> None:
+    def ok(argv: list[str], stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    driver = KubeadmDriver("n", "192.0.2.5", "p", run=ok, root=tmp_path, kubeconfig_dir=tmp_path / "etc" / "kubernetes")
+    with pytest.raises(KubeadmError, match=r"the kubelet certificate: FileNotFoundError"):
+        driver.init_cluster(_params())
+    assert not (tmp_path / "run" / "state" / "kubelet" / "pki" / "kubelet-client-key.pem").exists()

@@ -149,7 +149,7 @@ def make_driver(args: argparse.Namespace, me: InstanceMetadata, disk: StateDisk)
         return LocalDriver(me.name, me.vpc_ip, (lambda: admin) if admin else None, disk.mount_point() / "kubelet")
     from starlock.bootstrapper.kubeadm import KubeadmDriver
 
-    return KubeadmDriver.for_node(me, root=args.root)
+    return KubeadmDriver.for_node(me, root=args.root, kubelet_pki_dir=disk.mount_point() / "kubelet" / "pki")
 
 
 class Rebooter:

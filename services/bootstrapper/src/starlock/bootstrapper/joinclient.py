@@ -19,13 +19,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import NameOID
 
 from starlock.atls import ClientConfig
 from starlock.atls.rpc import attested_channel
+from starlock.bootstrapper.kubeletcert import KUBELET_CERT_FILE, KUBELET_KEY_FILE, key_pem, kubelet_csr
 from starlock.bootstrapper.nodestate import NodeState, Role, write_node_state
 from starlock.bootstrapper.ssh import CA_PUB, HOST_CERT, HOST_KEY, write_private
 from starlock.bootstrapper.statedisk import StateDisk
@@ -139,22 +138,7 @@ class JoinClient:
         return None
 
     def _csr(self) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = x509.CertificateSigningRequestBuilder().subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{self._node_name}"),
-                ]
-            )
-        )
-        if self._node_ip:
-            import ipaddress
-
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(self._node_ip))]), critical=False
-            )
-        return key, builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+        return kubelet_csr(self._node_name, self._node_ip)
 
     def _request_ticket(self, endpoint: str) -> tuple[join_pb2.IssueJoinTicketResponse, ec.EllipticCurvePrivateKey]:
         key, csr = self._csr()
@@ -189,11 +173,8 @@ class JoinClient:
                 if name.is_absolute() or ".." in name.parts or not item.name:
                     raise JoinError(f"control-plane file name {item.name!r} is not a relative path")
                 write_private(self._paths.pki_dir / name, bytes(item.data))
-            key_pem = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-            )
-            write_private(self._paths.kubelet_pki_dir / "kubelet-client-crt.pem", bytes(ticket.kubelet_cert))
-            write_private(self._paths.kubelet_pki_dir / "kubelet-client-key.pem", key_pem)
+            write_private(self._paths.kubelet_pki_dir / KUBELET_CERT_FILE, bytes(ticket.kubelet_cert))
+            write_private(self._paths.kubelet_pki_dir / KUBELET_KEY_FILE, key_pem(key))
             write_private(self._paths.ssh_dir / CA_PUB, bytes(ticket.authorized_ca_public_key))
             if ticket.host_certificate:
                 write_private(self._paths.ssh_dir / HOST_CERT, bytes(ticket.host_certificate))

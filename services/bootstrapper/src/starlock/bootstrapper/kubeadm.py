@@ -20,6 +20,7 @@ API server cannot open the file its flags name), and etcd's I/O priority raised 
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import subprocess
@@ -83,15 +84,23 @@ class KubeadmDriver:
     root: Path = Path("/")
     run: Runner = field(default=_run, repr=False)
     prioritize_etcd: Callable[[], int | None] = field(default=prioritize_etcd, repr=False)
+    #: where the kubelet's serving key and certificate go (production: /run/state/kubelet/pki)
+    kubelet_pki_dir: Path | None = None
 
     @classmethod
     def for_node(
-        cls, me: InstanceMetadata, *, root: Path = Path("/"), csp: str = "qemu", lb_host: str = ""
+        cls,
+        me: InstanceMetadata,
+        *,
+        root: Path = Path("/"),
+        csp: str = "qemu",
+        lb_host: str = "",
+        kubelet_pki_dir: Path | None = None,
     ) -> KubeadmDriver:
         binary = shutil.which("kubeadm", path=f"/run/state/bin:{os.environ.get('PATH', '')}") or "kubeadm"
         return cls(
             me.name, me.vpc_ip, me.provider_id, csp=csp, lb_host=lb_host, kubeadm=binary,
-            kubeconfig_dir=root / "etc" / "kubernetes", root=root,
+            kubeconfig_dir=root / "etc" / "kubernetes", root=root, kubelet_pki_dir=kubelet_pki_dir,
         )  # fmt: skip
 
     # --- configuration --------------------------------------------------------------------
@@ -247,6 +256,7 @@ class KubeadmDriver:
         with self._config_file(self.init_configuration(params)) as conf:
             self._kubeadm("init phase preflight", ["init", "phase", "preflight", "-v=5", "--config", str(conf)])
             self._kubeadm("init phase certs", ["init", "phase", "certs", "all", "-v=5", "--config", str(conf)])
+            self._first_kubelet_certificate()
             self._kubeadm("init", ["init", "-v=5", f"--skip-phases={','.join(skip)}", "--config", str(conf)])
             kubeconfig = self._kubeadm(
                 "kubeconfig user",
@@ -256,6 +266,19 @@ class KubeadmDriver:
         self.prioritize_etcd()
         self._after_init(params)
         return kubeconfig
+
+    def _first_kubelet_certificate(self) -> None:
+        """Spec §5.4 step 4: the kubelet's serving certificate, signed with the CA kubeadm just made."""
+        from starlock.bootstrapper.kubeletcert import write_first_node_certificate
+        from starlock.joinservice.errors import JoinServiceError
+
+        out = self.kubelet_pki_dir or self.root / KUBELET_CERT.lstrip("/").rsplit("/", 1)[0]
+        try:
+            write_first_node_certificate(
+                self.kubeconfig_dir / "pki", out, self.node_name, self.node_ip, datetime.datetime.now(datetime.UTC)
+            )
+        except (OSError, ValueError, JoinServiceError) as exc:
+            raise KubeadmError(f"the kubelet certificate: {type(exc).__name__}: {exc}") from None
 
     def _after_init(self, params: InitParams) -> None:
         from kubernetes import client, config
