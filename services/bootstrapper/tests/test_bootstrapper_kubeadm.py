@@ -174,6 +174,8 @@ def test_init_runs_upstreams_sequence_and_creates_the_objects(kube_control_plane
         assert policy.read_text() == AUDIT_POLICY  # written before kubeadm runs
         # the kubelet's serving certificate exists once the CA does (after "certs all"), before init
         assert (kubelet_pki / "kubelet-client-crt.pem").exists() is (argv[1:3] != ["init", "phase"])
+        if argv[1:3] == ["init", "-v=5"]:  # the static-pod directory recreated empty first
+            assert not list((plane.root / "manifests").iterdir())
         out = b""
         if argv[1:3] == ["kubeconfig", "user"]:
             out = b"apiVersion: v1\nkind: Config\n"
@@ -256,13 +258,19 @@ def test_a_joining_control_plane_writes_the_audit_policy_and_raises_etcds_priori
     calls: list[str] = []
     policy = tmp_path / "etc" / "kubernetes" / "audit-policy.yaml"
 
+    manifests = tmp_path / "etc" / "kubernetes" / "manifests"
+    manifests.mkdir(parents=True)
+    (manifests / "stale.yaml").write_text("left from an earlier attempt")
+
     def runner(argv: list[str], stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
         calls.extend([argv[1], f"policy: {policy.exists()}"])
+        assert manifests.is_dir() and not list(manifests.iterdir())  # kubeadm join's preflight wants it empty
         return subprocess.CompletedProcess(argv, 0, b"", b"")
 
     driver = KubeadmDriver(
-        "n", "192.0.2.5", "p", run=runner, root=tmp_path, prioritize_etcd=lambda: calls.append("ioprio") and None
-    )
+        "n", "192.0.2.5", "p", run=runner, root=tmp_path, kubeconfig_dir=tmp_path / "etc" / "kubernetes",
+        prioritize_etcd=lambda: calls.append("ioprio") and None,
+    )  # fmt: skip
     driver.join_cluster("192.0.2.1:6443", "sha256:" + "ab" * 32, TOKEN, control_plane=control_plane)
     if control_plane:
         assert calls == ["join", "policy: True", "ioprio"]

@@ -14,8 +14,9 @@ are lists of name/value pairs. The configuration files hold the bootstrap token:
 0600 into a private temporary directory and removed after the command. Control planes get the
 audit policy (:mod:`.auditpolicy`) written before kubeadm runs, the policy file and the audit log
 directory mounted into kube-apiserver's static pod (``apiServer.extraVolumes``: without them the
-API server cannot open the file its flags name), and etcd's I/O priority raised after kubeadm
-(:mod:`.etcdio`).
+API server cannot open the file its flags name), the first node's kubelet serving certificate
+(:mod:`.kubeletcert`), and etcd's I/O priority raised after kubeadm (:mod:`.etcdio`). The static
+pod directory is recreated empty before ``kubeadm init`` and ``kubeadm join``, as upstream.
 """
 
 from __future__ import annotations
@@ -257,6 +258,7 @@ class KubeadmDriver:
             self._kubeadm("init phase preflight", ["init", "phase", "preflight", "-v=5", "--config", str(conf)])
             self._kubeadm("init phase certs", ["init", "phase", "certs", "all", "-v=5", "--config", str(conf)])
             self._first_kubelet_certificate()
+            self._recreate_manifests()
             self._kubeadm("init", ["init", "-v=5", f"--skip-phases={','.join(skip)}", "--config", str(conf)])
             kubeconfig = self._kubeadm(
                 "kubeconfig user",
@@ -266,6 +268,16 @@ class KubeadmDriver:
         self.prioritize_etcd()
         self._after_init(params)
         return kubeconfig
+
+    def _recreate_manifests(self) -> None:
+        """Spec §5.4 step 4, §5.6: an empty static-pod directory (kubeadm's preflight wants it so)."""
+        manifests = self.kubeconfig_dir / "manifests"
+        try:
+            if manifests.exists():
+                shutil.rmtree(manifests)
+            manifests.mkdir(mode=0o755, parents=True)
+        except OSError as exc:
+            raise KubeadmError(f"recreating {manifests}: {exc.strerror}") from None
 
     def _first_kubelet_certificate(self) -> None:
         """Spec §5.4 step 4: the kubelet's serving certificate, signed with the CA kubeadm just made."""
@@ -311,6 +323,7 @@ class KubeadmDriver:
         text = self.join_configuration(api_server_endpoint, ca_pin, token, control_plane=control_plane)
         if control_plane:  # its kube-apiserver mounts the policy (the cluster's ClusterConfiguration)
             write_audit_policy(self.root)
+        self._recreate_manifests()
         with self._config_file(text) as conf:
             self._kubeadm("join", ["join", "-v=5", "--config", str(conf)])
         if control_plane:
