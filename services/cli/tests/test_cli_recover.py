@@ -148,3 +148,21 @@ def test_busy_and_unavailable_are_retried_refusals_are_final(
         with pytest.raises(CliError) as failed:
             recover.recover_one("h:9999", None, None, timeout=30, retry_interval=0.01)
         assert failed.value.exit_code == exit_code and len(answers) == 1  # not retried
+
+
+def test_the_endpoint_defaults_to_the_init_hosts_recovery_port(booted: Booted, tmp_path: Path) -> None:
+    master = tmp_path / "mastersecret.json"
+    write_master_secret_file(master, MasterSecret.generate())
+    common = ["recover", "--config", str(booted.config), "--variant", "qemu-vtpm", "--master-secret", str(master)]
+    done = starlock(*common, "--state", str(tmp_path / "missing.json"))
+    assert done.returncode == 2 and "no --endpoint given and no state file" in done.stderr
+
+    state = tmp_path / "starlock-state.json"
+    state.write_text(json.dumps({"endpoint": "127.0.0.1:9000", "clusterID": "00" * 32}))
+    done = starlock(*common, "--state", str(state), "--timeout", "1", "--retry-interval", "0.2", "--json")
+    report = json.loads(done.stdout)
+    assert list(report["failed"]) == ["127.0.0.1:9999"] and report["ok"] is False
+
+    state.write_text(json.dumps({"clusterID": "00" * 32}))
+    done = starlock(*common, "--state", str(state))
+    assert done.returncode == 2 and "holds no HOST:PORT endpoint" in done.stderr

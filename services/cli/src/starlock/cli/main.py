@@ -85,8 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument(
         "--endpoint",
         action="append",
-        required=True,
-        help="a control plane's recovery server, HOST:PORT (usually :9999; repeatable)",
+        default=[],
+        help="a control plane's recovery server, HOST:PORT (repeatable; default: the host of the "
+        "endpoint in --state, port 9999)",
+    )
+    recover.add_argument(
+        "--state", default="starlock-state.json", help="the state file starlock init wrote (default: ./%(default)s)"
     )
     recover.add_argument("--config", required=True, help="the attestation config the nodes must satisfy")
     recover.add_argument("--variant", required=True, help=f"attestation variant ({variants})")

@@ -2,7 +2,8 @@
 
 A rebooted node gets its disk key from a join service (a rejoin ticket); when every control plane
 rebooted, no join service is up, and each control plane waits on its recovery server (port 9999)
-instead. For each ``--endpoint``:
+instead. For each ``--endpoint`` (default: the host ``starlock init`` used, from ``--state``, on
+port 9999):
 
 1. aTLS: the node must satisfy ``--config`` (the attestation config, as for ``starlock init``);
    a node that fails attestation is refused at once, never retried.
@@ -24,6 +25,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,10 +37,14 @@ from starlock.cli._common import (
     CliError,
     load_validator,
     raise_if_refused,
+    read_file,
     split_endpoint,
 )
 
-__all__ = ["run_recover"]
+__all__ = ["RECOVERY_PORT", "run_recover"]
+
+#: The port of a control plane's recovery server (spec §1.7).
+RECOVERY_PORT = 9999
 
 #: Status codes after which trying again cannot help: the node answered and refused.
 _REFUSALS = {
@@ -99,14 +105,32 @@ def recover_one(endpoint: str, validator: Any, request: Any, *, timeout: float, 
         time.sleep(retry_interval)
 
 
+def _endpoints(args: argparse.Namespace) -> list[str]:
+    """``--endpoint``s, or the host ``starlock init`` talked to (from ``--state``) on port 9999."""
+    if args.endpoint:
+        for endpoint in args.endpoint:
+            split_endpoint(endpoint)
+        return list(dict.fromkeys(args.endpoint))
+    if not Path(args.state).is_file():
+        raise CliError(
+            f"no --endpoint given and no state file {args.state} (run where starlock init wrote it, "
+            "pass --state, or --endpoint HOST:9999)"
+        )
+    try:
+        state = json.loads(read_file(args.state, "state file", 64 * 1024))
+        host, _ = split_endpoint(str(state["endpoint"]))
+    except (ValueError, KeyError, TypeError, CliError):
+        raise CliError(f"no --endpoint given and {args.state} holds no HOST:PORT endpoint") from None
+    return [f"[{host}]:{RECOVERY_PORT}" if ":" in host else f"{host}:{RECOVERY_PORT}"]
+
+
 def run_recover(args: argparse.Namespace) -> int:
-    for endpoint in args.endpoint:
-        split_endpoint(endpoint)
+    endpoints = _endpoints(args)
     validator = load_validator(args.config, args.variant)
     request = _request(args.master_secret)
     recovered: list[str] = []
     failed: dict[str, CliError] = {}
-    for endpoint in dict.fromkeys(args.endpoint):
+    for endpoint in endpoints:
         try:
             recover_one(endpoint, validator, request, timeout=args.timeout, retry_interval=args.retry_interval)
         except CliError as exc:
@@ -115,7 +139,7 @@ def run_recover(args: argparse.Namespace) -> int:
         recovered.append(endpoint)
         if not args.json:
             print(f"Recovered: {endpoint}")
-    if len(failed) == 1 and not recovered:
+    if len(failed) == 1 and not recovered and not args.json:
         raise next(iter(failed.values()))
     for reason in failed.values():
         print(f"starlock recover: {reason}", file=sys.stderr)
