@@ -173,6 +173,13 @@ def test_kms_failures_while_deriving_map_to_their_status(
     assert refused.code is code and str(error) in refused.details
     assert not node.lock.marked and not node.server.done.is_set()
 
+    def failing_open(kms_uri: str, storage_uri: str) -> NoReturn:
+        raise error
+
+    monkeypatch.setattr(recovery, "open_kms", failing_open)  # a backend that checks its server on open
+    refused = node.refused(node.master.to_uri())
+    assert refused.code is code and f"creating the KMS client: {error}" in refused.details
+
 
 def test_a_failure_after_the_unlock_is_fatal_and_reported(node: Node) -> None:
     (node.disk.mount_point() / "constellation" / "node_state.json").write_text("{}")

@@ -45,13 +45,17 @@ RECOVERY_PORT = 9999
 MAX_CONCURRENT_RECOVERIES = 2
 _log = logging.getLogger("starlock.bootstrapper")
 
-#: KMS failures while deriving the keys (a Vault backend can fail at that point) → gRPC status.
+#: KMS failures while opening it or deriving the keys (a Vault backend can fail there) → gRPC status.
 _KMS_CODES: tuple[tuple[type[KmsError], grpc.StatusCode], ...] = (
     (KmsUnavailable, grpc.StatusCode.UNAVAILABLE),
     (KmsPermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (KmsInvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (KmsFailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
 )
+
+
+def _kms_code(exc: KmsError) -> grpc.StatusCode:
+    return next((code for kind, code in _KMS_CODES if isinstance(exc, kind)), grpc.StatusCode.INTERNAL)
 
 
 class RecoveryServer(recover_pb2_grpc.APIServicer):
@@ -100,11 +104,12 @@ class RecoveryServer(recover_pb2_grpc.APIServicer):
             context.abort(grpc.StatusCode.UNIMPLEMENTED, f"creating the KMS client: {exc}")
         except KmsConfigError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"creating the KMS client: {exc}")
+        except KmsError as exc:  # a Vault backend checks its server when it is opened
+            context.abort(_kms_code(exc), f"creating the KMS client: {exc}")
         try:
             return kms.get_dek("key-" + self._uuid, 32), kms.get_dek("key-measurementSecret", 32)
         except KmsError as exc:
-            code = next((c for kind, c in _KMS_CODES if isinstance(exc, kind)), grpc.StatusCode.INTERNAL)
-            context.abort(code, f"deriving the node's keys: {exc}")
+            context.abort(_kms_code(exc), f"deriving the node's keys: {exc}")
 
     def _finish(self) -> None:
         if not self.done.is_set():
