@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +82,27 @@ def test_the_syscall_errors_are_typed() -> None:
         set_io_priority(2**22 + 12345, IOPRIO_CLASS_RT, 0)  # beyond the kernel's pid_max limit
     with pytest.raises(IoPriorityError):
         get_io_priority(2**22 + 12345)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the real-time I/O class needs CAP_SYS_ADMIN (CI runs as root)")
+def test_every_thread_of_the_process_gets_the_class() -> None:
+    """ioprio_set sets one thread; etcd (Go) runs many by the time kubeadm is done."""
+    name = "etcd-" + secrets.token_hex(4)
+    script = (
+        "import sys, threading, time\n"
+        f"open('/proc/self/comm', 'w').write({name!r})\n"
+        "for _ in range(3):\n"
+        "    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        tids = [int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir()]
+        assert len(tids) == 4
+        assert prioritize_etcd(name=name, attempts=1) == proc.pid
+        assert {tid: get_io_priority(tid) for tid in tids} == dict.fromkeys(tids, (IOPRIO_CLASS_RT, 0))
+    finally:
+        proc.kill()
+        proc.wait()

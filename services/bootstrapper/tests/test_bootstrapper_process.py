@@ -346,3 +346,21 @@ def test_a_worker_rejoining_serves_no_recovery(node: Node, reboot: Any) -> None:
     proc.terminate()
     assert proc.wait(30) == 0
     assert "recovery server listening" not in run.log_text()
+
+
+def test_a_recovery_port_in_use_leaves_the_rejoin_running(node: Node) -> None:
+    run = Run(node, "proc-cp-busy", Role.CONTROL_PLANE, endpoint="127.0.0.1", join_port=_free_port())
+    FileStateDisk(run.disk_dir).update_passphrase(secrets.token_bytes(32))  # initialized: the rejoin branch
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", run.recovery_port))
+        taken.listen()
+        proc = run.start(_free_port())
+        deadline = time.monotonic() + 60
+        while "recovery server not started; rejoining only" not in run.log_text():
+            assert proc.poll() is None and time.monotonic() < deadline, run.log_text()[-2000:]
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert proc.poll() is None  # still asking for a rejoin ticket
+        assert "rejoin" in run.log_text() and "Traceback" not in run.log_text()
+        proc.terminate()
+        assert proc.wait(30) == 0

@@ -40,10 +40,18 @@ class Aborted(Exception):
 
 
 class Context:
-    """What a servicer uses of grpc.ServicerContext: ``abort`` raises, as grpc's does."""
+    """What a servicer uses of grpc.ServicerContext: ``abort`` raises, as grpc's does, and the
+    callbacks run when the call has ended (:meth:`Node.recover` ends it)."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
 
     def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
         raise Aborted(code, details)
+
+    def add_callback(self, callback: Any) -> bool:
+        self.callbacks.append(callback)
+        return True
 
 
 class Lock:
@@ -83,7 +91,14 @@ class Node:
 
     def recover(self, kms_uri: str, storage_uri: str = "storage://no-store") -> Any:
         message = recover_pb2.RecoverMessage(kms_uri=kms_uri, storage_uri=storage_uri)
-        return self.server.Recover(message, Context())  # type: ignore[arg-type]
+        context = Context()
+        before = self.done_calls
+        try:
+            return self.server.Recover(message, context)  # type: ignore[arg-type]
+        finally:
+            assert self.done_calls == before  # on_done (which stops the server) never runs inside the call
+            for callback in context.callbacks:
+                callback()
 
     def refused(self, kms_uri: str, storage_uri: str = "storage://no-store") -> Aborted:
         with pytest.raises(Aborted) as refused:
@@ -111,6 +126,13 @@ def test_the_right_secret_unlocks_and_marks_once(node: Node) -> None:
 def test_an_empty_storage_uri_means_no_store(node: Node) -> None:
     node.recover(node.master.to_uri(), storage_uri="")
     assert node.lock.marked
+
+
+def test_once_recovered_another_secret_is_still_refused(node: Node) -> None:
+    node.recover(node.master.to_uri())
+    other = MasterSecret(secrets.token_bytes(32), secrets.token_bytes(32))
+    assert node.refused(other.to_uri()).code is grpc.StatusCode.PERMISSION_DENIED
+    assert len(node.lock.marked) == 1
 
 
 def test_another_clusters_secret_changes_nothing_and_the_right_one_still_works(node: Node) -> None:
@@ -143,9 +165,23 @@ def test_a_secret_pasted_into_a_bad_uri_is_not_repeated(node: Node) -> None:
     assert refused.code is grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_an_unsupported_kms_is_unimplemented_and_a_bad_storage_uri_invalid(node: Node) -> None:
-    refused = node.refused("kms://aws?keyName=n&region=r&accessKeyID=a&accessKey=k")
-    assert refused.code is grpc.StatusCode.UNIMPLEMENTED and "kms://aws is not supported" in refused.details
+def test_only_the_master_secret_is_accepted(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller is not attested: a Vault URI (a server, a token file, a CA file) is never opened."""
+
+    def must_not_open(kms_uri: str, storage_uri: str) -> NoReturn:
+        raise AssertionError("open_kms was called for a URI other than cluster-kms")
+
+    monkeypatch.setattr(recovery, "open_kms", must_not_open)
+    for uri in (
+        "kms://vault?address=https%3A%2F%2Fattacker.example&tokenFile=%2Fetc%2Fshadow&keyName=k",
+        "kms://aws?keyName=n&region=r&accessKeyID=a&accessKey=k",
+    ):
+        refused = node.refused(uri)
+        assert refused.code is grpc.StatusCode.UNIMPLEMENTED and "kms://cluster-kms" in refused.details
+    assert not node.lock.marked
+
+
+def test_a_bad_storage_uri_is_invalid(node: Node) -> None:
     refused = node.refused(node.master.to_uri(), storage_uri="storage://nowhere")
     assert refused.code is grpc.StatusCode.INVALID_ARGUMENT and "unknown storage type" in refused.details
     assert not node.lock.marked

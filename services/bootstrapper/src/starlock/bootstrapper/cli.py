@@ -38,6 +38,7 @@ from typing import Any
 
 import grpc
 
+from starlock.atls.errors import AtlsError
 from starlock.atls.signals import stop_on_signals
 from starlock.bootstrapper._log import configure_logging
 from starlock.bootstrapper.cleaner import Cleaner
@@ -149,7 +150,7 @@ def make_driver(args: argparse.Namespace, me: InstanceMetadata, disk: StateDisk)
         return LocalDriver(me.name, me.vpc_ip, (lambda: admin) if admin else None, disk.mount_point() / "kubelet")
     from starlock.bootstrapper.kubeadm import KubeadmDriver
 
-    return KubeadmDriver.for_node(me, root=args.root, kubelet_pki_dir=disk.mount_point() / "kubelet" / "pki")
+    return KubeadmDriver.for_node(me, root=args.root)
 
 
 class Rebooter:
@@ -287,8 +288,14 @@ def _rejoin_or_recover(
     front = None
     if me.role is Role.CONTROL_PLANE:
         recovery = RecoveryServer(disk_uuid=disk.uuid(), delivery=delivery, on_done=rejoin.stop)
-        front = serve_recovery(recovery, issuer, args.recovery_listen)
-        _log.info("recovery server listening", extra={"fields": {"port": front.port}})
+        try:
+            front = serve_recovery(recovery, issuer, args.recovery_listen)
+            _log.info("recovery server listening", extra={"fields": {"port": front.port}})
+        except (OSError, AtlsError) as exc:  # the rejoin can still bring the node back
+            _log.error(
+                "recovery server not started; rejoining only",
+                extra={"fields": {"listen": args.recovery_listen, "error": f"{type(exc).__name__}: {exc}"}},
+            )
     try:
         state = rejoin.run()
     finally:

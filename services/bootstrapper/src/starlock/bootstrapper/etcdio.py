@@ -2,8 +2,9 @@
 
 etcd is latency-bound on fsync; on a node whose disk is shared with image pulls and logs it can
 miss heartbeats. After ``kubeadm init`` or a control-plane ``kubeadm join`` the bootstrapper finds
-the ``etcd`` process in ``/proc`` and sets its I/O scheduling class to real-time, level 0, with
-``ioprio_set(2)``, trying every second for up to ten seconds (etcd may not run yet). Failing is
+the ``etcd`` process in ``/proc`` and sets the I/O scheduling class of each of its threads to
+real-time, level 0, with ``ioprio_set(2)`` (which sets one thread at a time; threads started
+later inherit it), trying every second for up to ten seconds (etcd may not run yet). Failing is
 not fatal: the cluster works without it, so it is logged and the bootstrap goes on.
 """
 
@@ -74,6 +75,15 @@ def find_process(name: str, proc: Path = Path("/proc")) -> int | None:
     return None
 
 
+def _threads(pid: int, proc: Path) -> list[int]:
+    """The thread ids of ``pid`` (its own first); just ``pid`` when /proc lists none."""
+    try:
+        tids = sorted(int(t.name) for t in (proc / str(pid) / "task").iterdir() if t.name.isdigit())
+    except OSError:
+        tids = []
+    return [pid, *(t for t in tids if t != pid)]
+
+
 def prioritize_etcd(
     *, name: str = "etcd", proc: Path = Path("/proc"), attempts: int = 10, interval: float = 1.0
 ) -> int | None:
@@ -82,7 +92,9 @@ def prioritize_etcd(
         pid = find_process(name, proc)
         if pid is not None:
             try:
-                set_io_priority(pid, IOPRIO_CLASS_RT, 0)
+                # ioprio_set(IOPRIO_WHO_PROCESS) sets one thread: every thread etcd runs already
+                for tid in _threads(pid, proc):
+                    set_io_priority(tid, IOPRIO_CLASS_RT, 0)
             except IoPriorityError as exc:
                 _log.warning("etcd I/O priority not set", extra={"fields": {"pid": pid, "error": str(exc)}})
                 return None

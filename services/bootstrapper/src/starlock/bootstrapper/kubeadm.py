@@ -85,8 +85,6 @@ class KubeadmDriver:
     root: Path = Path("/")
     run: Runner = field(default=_run, repr=False)
     prioritize_etcd: Callable[[], int | None] = field(default=prioritize_etcd, repr=False)
-    #: where the kubelet's serving key and certificate go (production: /run/state/kubelet/pki)
-    kubelet_pki_dir: Path | None = None
 
     @classmethod
     def for_node(
@@ -96,12 +94,11 @@ class KubeadmDriver:
         root: Path = Path("/"),
         csp: str = "qemu",
         lb_host: str = "",
-        kubelet_pki_dir: Path | None = None,
     ) -> KubeadmDriver:
         binary = shutil.which("kubeadm", path=f"/run/state/bin:{os.environ.get('PATH', '')}") or "kubeadm"
         return cls(
             me.name, me.vpc_ip, me.provider_id, csp=csp, lb_host=lb_host, kubeadm=binary,
-            kubeconfig_dir=root / "etc" / "kubernetes", root=root, kubelet_pki_dir=kubelet_pki_dir,
+            kubeconfig_dir=root / "etc" / "kubernetes", root=root,
         )  # fmt: skip
 
     # --- configuration --------------------------------------------------------------------
@@ -284,7 +281,8 @@ class KubeadmDriver:
         from starlock.bootstrapper.kubeletcert import write_first_node_certificate
         from starlock.joinservice.errors import JoinServiceError
 
-        out = self.kubelet_pki_dir or self.root / KUBELET_CERT.lstrip("/").rsplit("/", 1)[0]
+        # where the KubeletConfiguration's tlsCertFile / tlsPrivateKeyFile name them (the state disk)
+        out = self.root / KUBELET_CERT.lstrip("/").rsplit("/", 1)[0]
         try:
             write_first_node_certificate(
                 self.kubeconfig_dir / "pki", out, self.node_name, self.node_ip, datetime.datetime.now(datetime.UTC)

@@ -12,7 +12,9 @@ soon as it has derived the keys, so an operator who sent the wrong master secret
 from a node that never comes back. Here the answer comes after the key opened the state disk:
 a key that does not open it is PERMISSION_DENIED, nothing is changed, and the server keeps
 waiting for the right secret. The URIs carry the master secret: they are never logged, and no
-error message repeats them (the KMS library's errors name parameters, never values).
+error message repeats them (the KMS library's errors name parameters, never values). The caller
+is not attested, so only a ``kms://cluster-kms`` URI is accepted: another backend's URI names
+servers and local files the node would otherwise open for anyone.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import grpc
 from starlock.bootstrapper.rejoin import KeyDelivery, RejoinError, WrongDiskKey
 from starlock.joinproto import recover_pb2, recover_pb2_grpc
 from starlock.kms import (
+    ClusterKmsConfig,
     KmsConfigError,
     KmsError,
     KmsFailedPrecondition,
@@ -36,6 +39,7 @@ from starlock.kms import (
     KmsPermissionDenied,
     KmsUnavailable,
     open_kms,
+    parse_kms_uri,
 )
 
 __all__ = ["MAX_CONCURRENT_RECOVERIES", "RECOVERY_PORT", "RecoveryServer", "serve_recovery"]
@@ -61,9 +65,10 @@ def _kms_code(exc: KmsError) -> grpc.StatusCode:
 class RecoveryServer(recover_pb2_grpc.APIServicer):
     """Derives the node's keys from the operator's KMS URIs and delivers them.
 
-    ``on_done`` runs once the node is unlocked and marked (the process then stops waiting for a
-    rejoin ticket). A failure past the unlock (the node state, marking PCR 15) is fatal for the
-    node: it is kept in :attr:`fatal_error` and ``on_done`` runs too.
+    ``on_done`` runs once the node is unlocked and marked and the answer has been sent (the process
+    then stops waiting for a rejoin ticket, and stops this server). A failure past the unlock (the
+    node state, marking PCR 15) is fatal for the node: it is kept in :attr:`fatal_error` and
+    ``on_done`` runs too.
     """
 
     def __init__(self, *, disk_uuid: str, delivery: KeyDelivery, on_done: Callable[[], None]) -> None:
@@ -76,10 +81,9 @@ class RecoveryServer(recover_pb2_grpc.APIServicer):
     def Recover(
         self, request: recover_pb2.RecoverMessage, context: grpc.ServicerContext
     ) -> recover_pb2.RecoverResponse:
-        if self.done.is_set():
-            if self.fatal_error is not None:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the node failed after an earlier recovery")
-            return recover_pb2.RecoverResponse()
+        if self.fatal_error is not None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the node failed after an earlier recovery")
+        # Also once the node is back: the keys are checked against those that unlocked it.
         disk_key, measurement_secret = self._derive(request, context)
         try:
             self._delivery.deliver(disk_key, measurement_secret, source="recovery")
@@ -92,12 +96,23 @@ class RecoveryServer(recover_pb2_grpc.APIServicer):
             )
         except RejoinError as exc:
             self.fatal_error = exc
-            self._finish()
+            self._finish(context)
             context.abort(grpc.StatusCode.INTERNAL, f"the state disk opened, then recovery failed: {exc}")
-        self._finish()
+        self._finish(context)
         return recover_pb2.RecoverResponse()
 
     def _derive(self, request: recover_pb2.RecoverMessage, context: grpc.ServicerContext) -> tuple[bytes, bytes]:
+        # The caller is not attested: only the master secret may be sent here. Another backend's URI
+        # (kms://vault names a server, a token file, a CA file) would let anyone reaching this port
+        # make the node read local files and call a server of their choice.
+        try:
+            if not isinstance(parse_kms_uri(request.kms_uri), ClusterKmsConfig):
+                context.abort(
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    "recovery takes the cluster's master secret (kms://cluster-kms?key=...&salt=...) only",
+                )
+        except KmsConfigError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"creating the KMS client: {exc}")
         try:
             kms = open_kms(request.kms_uri, request.storage_uri or "storage://no-store")
         except KmsNotSupported as exc:
@@ -111,9 +126,12 @@ class RecoveryServer(recover_pb2_grpc.APIServicer):
         except KmsError as exc:
             context.abort(_kms_code(exc), f"deriving the node's keys: {exc}")
 
-    def _finish(self) -> None:
-        if not self.done.is_set():
-            self.done.set()
+    def _finish(self, context: grpc.ServicerContext) -> None:
+        """Done; ``on_done`` (which stops the server) runs once this call's answer is out."""
+        if self.done.is_set():
+            return
+        self.done.set()
+        if not context.add_callback(self._on_done):  # the call has already ended
             self._on_done()
 
 

@@ -15,6 +15,8 @@ keys to one :class:`KeyDelivery`, and the first delivery that opens the disk win
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 from collections.abc import Callable
@@ -52,8 +54,9 @@ class KeyDelivery:
     """Where the rejoin client and the recovery server deliver (disk key, measurement secret).
 
     The first delivery whose key opens the state disk unlocks it, reads ``node_state.json``,
-    derives the cluster ID and marks PCR 15; later deliveries get the same node state. Deliveries
-    are serialized, so two sources never unlock or mark at once.
+    derives the cluster ID and marks PCR 15; later deliveries get the same node state if they
+    bring the same keys, else :class:`WrongDiskKey`. Deliveries are serialized, so two sources
+    never unlock or mark at once.
     """
 
     def __init__(self, disk: StateDisk, node_lock: NodeLockLike) -> None:
@@ -62,14 +65,20 @@ class KeyDelivery:
         self._mutex = threading.Lock()
         self.state: NodeState | None = None
         self.source = ""
+        self._delivered = b""
 
     def deliver(self, disk_key: bytes, measurement_secret: bytes, *, source: str) -> NodeState:
         """Unlock and re-mark the node; raises :class:`WrongDiskKey` (nothing changed) or :class:`RejoinError`."""
+        digest = hashlib.sha256(disk_key + measurement_secret).digest()
         with self._mutex:
             if self.state is not None:
+                # Already unlocked: a later source must have brought the same keys, or it is refused.
+                if not hmac.compare_digest(digest, self._delivered):
+                    raise WrongDiskKey(f"the {source} keys differ from those that unlocked the node")
                 return self.state
             self.state = self._finish(disk_key, measurement_secret, source)
             self.source = source
+            self._delivered = digest
             return self.state
 
     def _finish(self, disk_key: bytes, secret: bytes, source: str) -> NodeState:
