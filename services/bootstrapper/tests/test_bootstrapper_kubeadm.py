@@ -282,15 +282,9 @@ def test_a_joining_control_plane_writes_the_audit_policy_and_raises_etcds_priori
 def audited_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A second real control plane whose kube-apiserver runs with the driver's audit flags and policy."""
     from starlock.bootstrapper.auditpolicy import write_audit_policy
-    from starlock.kubecluster.build import ensure_binaries
-    from starlock.kubecluster.errors import BuildError
+    from starlock.kubecluster.pytest_plugin import require_binaries
 
-    try:
-        binaries = ensure_binaries()
-    except BuildError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"Kubernetes binaries unavailable: {exc}")
-        pytest.skip(f"Kubernetes binaries unavailable: {exc}")
+    binaries = require_binaries()
     root = tmp_path_factory.mktemp("audited")
     policy = write_audit_policy(root)
     log = root / "audit" / "audit.log"

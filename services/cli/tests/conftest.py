@@ -150,7 +150,6 @@ def reboot(booted: Booted) -> None:
 
 
 def read_pcr15(booted: Booted) -> bytes:
-    from starlock.nodelock._tpm import Tpm
+    from starlock.nodelock import read_cluster_id_pcr
 
-    with Tpm(booted.tpm.tcti) as tpm:
-        return bytes(tpm.read_cluster_id_pcr())
+    return read_cluster_id_pcr(booted.tpm.tcti)

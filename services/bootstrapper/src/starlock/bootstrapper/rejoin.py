@@ -64,7 +64,6 @@ class KeyDelivery:
         self._lock = node_lock
         self._mutex = threading.Lock()
         self.state: NodeState | None = None
-        self.source = ""
         self._delivered = b""
 
     def deliver(self, disk_key: bytes, measurement_secret: bytes, *, source: str) -> NodeState:
@@ -77,7 +76,6 @@ class KeyDelivery:
                     raise WrongDiskKey(f"the {source} keys differ from those that unlocked the node")
                 return self.state
             self.state = self._finish(disk_key, measurement_secret, source)
-            self.source = source
             self._delivered = digest
             return self.state
 

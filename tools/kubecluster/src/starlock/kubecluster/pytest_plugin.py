@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from starlock.kubecluster.build import ensure_binaries
+from starlock.kubecluster.build import Binaries, ensure_binaries
 from starlock.kubecluster.cluster import ControlPlane
 from starlock.kubecluster.errors import BuildError
 
@@ -25,16 +25,20 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
-@pytest.fixture(scope="session")
-def kube_control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
-    """A started control plane (etcd, kube-apiserver, kube-controller-manager) for the session."""
+def require_binaries() -> Binaries:
+    """The built Kubernetes binaries; skip the test without them, or fail under CI=true."""
     try:
-        binaries = ensure_binaries()
+        return ensure_binaries()
     except BuildError as exc:
         if _in_ci():
             pytest.fail(f"Kubernetes binaries unavailable: {exc}")
         pytest.skip(f"Kubernetes binaries unavailable (run scripts/build-kube.sh): {exc}")
-    plane = ControlPlane(binaries=binaries)
+
+
+@pytest.fixture(scope="session")
+def kube_control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """A started control plane (etcd, kube-apiserver, kube-controller-manager) for the session."""
+    plane = ControlPlane(binaries=require_binaries())
     request.config.stash[_KEY] = plane
     try:
         plane.start()
