@@ -11,10 +11,12 @@ import struct
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from starlock.attestation.document import PCRs
 from starlock.attestation.errors import EventLogMismatch, MalformedEvidence
-from starlock.attestation.tpm import EventLog, parse_event_log, replay, verify_replay
+from starlock.attestation.tpm import EventLog, _specid, parse_event_log, replay, verify_replay
 from starlock.attestation.tpm import algorithms as alg
 from starlock.attestation.tpm.eventlog import MAX_EVENT_DATA_SIZE, MAX_EVENT_LOG_SIZE
 
@@ -205,3 +207,56 @@ def test_event_log_is_a_value() -> None:
     raw = agile_log(measured(0, b"a"))
     assert parse_event_log(raw) == parse_event_log(raw)
     assert isinstance(parse_event_log(raw), EventLog)
+
+
+# --- the Spec ID header: the struct fast path answers only as the field-by-field reader does ---
+
+
+def _spec_outcome(parse: object, data: bytes) -> object:
+    try:
+        return parse(data)  # type: ignore[operator]
+    except MalformedEvidence as exc:
+        return str(exc)
+
+
+_SPEC_DATA = [
+    spec_id_header(algs, vendor)[32:]  # the event data, past the SHA-1 event header
+    for algs, vendor in (
+        ([(SHA1, 20), (SHA256, 32), (SHA384, 48), (SHA512, 64)], b""),
+        ([(SHA256, 32)], b"vendor"),
+        ([(SHA256, 32), (0x0027, 48)], b"\x00"),
+    )
+]
+
+
+@pytest.mark.parametrize("data", _SPEC_DATA, ids=range(len(_SPEC_DATA)))
+def test_spec_id_well_formed_headers_take_the_fast_path(data: bytes) -> None:
+    fast = _specid._spec_id_fast(data)
+    assert fast is not None
+    assert fast == _specid._spec_id_checked(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(_SPEC_DATA),
+    st.lists(
+        st.tuples(st.integers(0, 80), st.integers(0, 255), st.sampled_from(["set", "insert", "delete"])), max_size=3
+    ),
+    st.integers(0, 80),
+)
+def test_spec_id_fast_path_agrees_with_the_reader(data: bytes, edits: list[tuple[int, int, str]], cut: int) -> None:
+    raw = bytearray(data)
+    for at, value, op in edits:
+        pos = min(at, len(raw))
+        if op == "set" and pos < len(raw):
+            raw[pos] = value
+        elif op == "insert":
+            raw.insert(pos, value)
+        elif pos < len(raw):
+            del raw[pos]
+    edited = bytes(raw[: len(raw) - cut % 4]) if cut % 5 == 0 else bytes(raw)
+    checked = _spec_outcome(_specid._spec_id_checked, edited)
+    fast = _specid._spec_id_fast(edited)
+    if fast is not None:
+        assert fast == checked
+    assert _spec_outcome(_specid.parse_spec_id, edited) == checked

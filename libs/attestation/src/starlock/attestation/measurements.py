@@ -161,7 +161,7 @@ class Measurements(Mapping[int, Measurement]):
             value = actual.get(index)
             if value is None:
                 message = f"missing measurement value for index {index}"
-            elif _equal(value, m.expected):
+            elif hmac.compare_digest(value, m.expected):  # public values, but constant time costs nothing
                 continue
             else:
                 message = f"untrusted measurement value {value.hex()} at index {index} (expected {m.expected.hex()})"
@@ -175,11 +175,6 @@ class Measurements(Mapping[int, Measurement]):
 def _check_text_size(data: bytes | str) -> None:
     if len(data) > MAX_TEXT_SIZE:
         raise ConfigError(f"measurements: text is {len(data)} bytes, at most {MAX_TEXT_SIZE}")
-
-
-def _equal(a: bytes, b: bytes) -> bool:
-    # Measurements are public, but a constant-time comparison costs nothing here.
-    return hmac.compare_digest(a, b)
 
 
 def _parse_index(key: Any) -> int:

@@ -213,7 +213,8 @@ class VtpmValidator:
         pcrs = verified.pcrs.pcrs if verified.hash_alg == _SHA256 else sha256_quote.pcrs.pcrs
         claims["pcrs"] = {str(i): v.hex() for i, v in pcrs.items()}
         if replay is not None:
-            count, bound = len(replay.events), len(replay.verified_events)
+            verified_numbers = [ev.number for ev in replay.verified_events]
+            count, bound = len(replay.events), len(verified_numbers)
             rec.add(
                 "event-log",
                 CheckStatus.PASS,
@@ -221,20 +222,21 @@ class VtpmValidator:
                 f"bound to their digest, the data of the other {count - bound} is not verified",
             )
             claims["event_log_events"] = count
-            claims["event_log_data_verified"] = [ev.number for ev in replay.verified_events]
+            claims["event_log_data_verified"] = verified_numbers
         else:
             rec.add("event-log", CheckStatus.WARN, "no event log in the document: nothing to replay")
 
         self.validate_cvm(doc, rec)
 
-        if not self.config.measurements.enforced:
+        measurements = self.config.measurements
+        if not measurements.enforced:
             rec.add(
                 "measurements",
                 CheckStatus.WARN,
-                f"no enforced measurement ({len(self.config.measurements)} warn-only entries): any PCR values are "
+                f"no enforced measurement ({len(measurements)} warn-only entries): any PCR values are "
                 "accepted (the config opted in with allow_unenforced)",
             )
-        comparison = self.config.measurements.compare(pcrs)
+        comparison = measurements.compare(pcrs)
         for warning in comparison.warnings:
             rec.add("measurements", CheckStatus.WARN, warning)
         rec.run(

@@ -26,7 +26,8 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Callable
-from typing import Any
+from itertools import compress
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -67,9 +68,12 @@ _STARTUP_LOCALITY = b"StartupLocality\x00"
 _SHA1_SIZE = 20
 
 
-@attrs.frozen
-class TcgEvent:
-    """One event: ``number`` is its position in the log (the Spec ID header is number 0)."""
+class TcgEvent(NamedTuple):
+    """One event: ``number`` is its position in the log (the Spec ID header is number 0).
+
+    A named tuple, immutable like the other parsed structures: a log has tens to thousands of
+    events, and a tuple is built about four times faster than a frozen attrs instance.
+    """
 
     number: int
     pcr_index: int
@@ -119,7 +123,7 @@ class EventLogReplay:
     @property
     def verified_events(self) -> tuple[TcgEvent, ...]:
         """The events whose data is bound to their digest."""
-        return tuple(ev for ev, ok in zip(self.events, self._marks(), strict=True) if ok)
+        return tuple(compress(self.events, self._marks()))
 
     @property
     def unverified_events(self) -> tuple[TcgEvent, ...]:
@@ -190,31 +194,31 @@ def _replay(log: EventLog | bytes, hash_alg: int, *, marks: bool = True) -> tupl
     bound: list[bool] = []
     mark = bound.append
     for ev in log.events:
-        event_type = ev.event_type
+        _, index, event_type, digests, data = ev
         if event_type == EV_NO_ACTION:
-            if ev.pcr_index == 0 and ev.data.startswith(_STARTUP_LOCALITY):
+            if index == 0 and data.startswith(_STARTUP_LOCALITY):
                 pcrs[0] = _startup_locality(ev, pcrs, size)
             mark(False)
             continue
         # Firmware lists the digests in header order: look there first, then search.
-        digests = ev.digests
-        found, measured = digests[slot] if slot < len(digests) else (None, b"")
+        try:
+            found, measured = digests[slot]
+        except IndexError:
+            found = None
         if found != hash_alg:
             other = ev.digest(hash_alg)
             if other is None:
-                raise EventLogMismatch(f"event log: event {ev.number} (PCR {ev.pcr_index}) has no {name} digest")
+                raise EventLogMismatch(f"event log: event {ev.number} (PCR {index}) has no {name} digest")
             measured = other
         # Digests and data are public: a plain comparison is fine.
         if marks or event_type in bound_types:
-            data_bound = new(ev.data).digest() == measured
+            data_bound = new(data).digest() == measured
             if not data_bound and event_type in bound_types:
                 raise unbound_data_error(ev, name, measured, new)
             mark(data_bound)
         else:
             mark(False)
-        index = ev.pcr_index
-        previous = pcrs.get(index)
-        pcrs[index] = new((zero if previous is None else previous) + measured).digest()
+        pcrs[index] = new(pcrs.get(index, zero) + measured).digest()
     return dict(sorted(pcrs.items())), tuple(bound)
 
 
@@ -296,6 +300,7 @@ def _read_events2(r: Reader, digest_sizes: tuple[tuple[int, int], ...]) -> list[
     unpack, fixed, count_all, pairs = layout.unpack_from, layout.size, len(algs), _digest_pairs(algs)
     data, pos, end = r.data, r.pos, len(r.data)
     events: list[TcgEvent] = []
+    append, new_event = events.append, tuple.__new__  # TcgEvent's fields in order, without its __new__
     number = 1
     while pos < end:
         if number > MAX_EVENTS:
@@ -311,8 +316,7 @@ def _read_events2(r: Reader, digest_sizes: tuple[tuple[int, int], ...]) -> list[
                 and fields[-1] <= MAX_EVENT_DATA_SIZE
                 and stop <= end
             ):
-                digests = pairs(fields)
-                events.append(TcgEvent(number, fields[0], fields[1], digests, data[start:stop]))
+                append(new_event(TcgEvent, (number, fields[0], fields[1], pairs(fields), data[start:stop])))
                 pos = stop
                 number += 1
                 continue
