@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from starlock.attestation import AttestationDocument, MalformedEvidence
+from starlock.attestation import AttestationDocument, MalformedEvidence, document
 from starlock.attestation.document import MAX_DOCUMENT_SIZE, MAX_QUOTES, Attestation, PCRs, Quote
 
 AWS_DOC = "aws-nitrotpm/constellation-aws-attdoc-2023-06/attdoc-aws.txt"
@@ -116,3 +119,56 @@ def test_non_ascii_digit_pcr_indices_are_refused(key: str) -> None:
     raw = _doc(quotes=[{"quote": "", "raw_sig": "", "pcrs": {"hash": 11, "pcrs": {key: _b64(bytes(32))}}}])
     with pytest.raises(MalformedEvidence, match="out of range"):
         AttestationDocument.from_json(raw)
+
+
+# --- the TEE tree's bounds: the quick walk refuses exactly what the naming walk refuses ---------
+
+
+def _tree_outcome(check: Any, tree: Any) -> str:
+    try:
+        check(tree)
+    except MalformedEvidence as exc:
+        return str(exc)
+    return "ok"
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    tree = leaf
+    for i in range(depth):
+        tree = [tree] if i % 2 else {"k": tree}
+    return tree
+
+
+@pytest.mark.parametrize(
+    ("tree", "accepted"),
+    [
+        (_nested(32, 1), True),  # the leaf at depth 32
+        (_nested(33, 1), False),  # ...at depth 33
+        (_nested(32, []), True),  # an empty container at depth 32 has no child too deep
+        (_nested(33, []), False),
+        (_nested(32, {}), True),
+        (_nested(5, "\ud800"), False),  # a lone surrogate in a value
+        ({"a": [{"\udfff": 1}]}, False),  # ...in a key
+        ({"a": ["é", 2**70, 1.5, None, True]}, True),
+    ],
+)
+def test_tee_tree_bounds(tree: Any, accepted: bool) -> None:
+    quick = _tree_outcome(lambda t: document._check_tree(t, "tee", text_checked=False), tree)
+    naming = _tree_outcome(lambda t: document._require_text_tree(t, "tee"), tree)
+    assert quick == naming
+    assert (quick == "ok") == accepted
+
+
+_TREES = st.recursive(
+    st.none() | st.integers() | st.text(alphabet=st.sampled_from(["a", "é", "\ud800", "\udc00"]), max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TREES, st.integers(0, 33))
+def test_tee_tree_quick_walk_agrees_with_the_naming_walk(tree: Any, depth: int) -> None:
+    tree = _nested(depth, tree)
+    quick = _tree_outcome(lambda t: document._check_tree(t, "tee", text_checked=False), tree)
+    assert quick == _tree_outcome(lambda t: document._require_text_tree(t, "tee"), tree)

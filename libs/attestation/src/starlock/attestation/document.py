@@ -31,7 +31,14 @@ from typing import Any
 
 import attrs
 
-from starlock.attestation._fast import b64decode_large
+from starlock.attestation._fast import (
+    MISSING,
+    UNDECIDED,
+    VALID_UNICODE,
+    b64decode_large,
+    decode_document,
+    json_loads,
+)
 from starlock.attestation.errors import MalformedEvidence
 
 __all__ = [
@@ -137,17 +144,27 @@ class AttestationDocument:
             raise MalformedEvidence(
                 f"attestation document is {len(raw)} bytes, more than the limit {MAX_DOCUMENT_SIZE}"
             )
-        try:
-            obj = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise MalformedEvidence(f"attestation document is not valid JSON: {exc}") from None
+        typed = decode_document(raw)  # the [fast] extra's one-pass decoder, when it decides
+        if typed is not UNDECIDED:
+            try:
+                return _from_typed(typed)
+            except MalformedEvidence:
+                pass  # the general parser below decides, and names what is wrong
+        obj = json_loads(raw)  # the [fast] extra's decoder, when installed and it decides
+        # Strings it returns are valid Unicode: the checks for lone surrogates cannot fail then.
+        text_checked = VALID_UNICODE and obj is not UNDECIDED
+        if obj is UNDECIDED:
+            try:
+                obj = json.loads(raw)
+            except (ValueError, RecursionError) as exc:
+                raise MalformedEvidence(f"attestation document is not valid JSON: {exc}") from None
         if not isinstance(obj, dict):
             raise MalformedEvidence("attestation document must be a JSON object")
         att = obj.get("Attestation")
         if not isinstance(att, dict):
             raise MalformedEvidence("attestation document: field Attestation missing or not an object")
         return cls(
-            attestation=_parse_attestation(att),
+            attestation=_parse_attestation(att, text_checked=text_checked),
             instance_info=_b64_field(obj, "InstanceInfo"),
             user_data=_b64_field(obj, "UserData"),
         )
@@ -227,8 +244,59 @@ def _require_text(value: str, name: str) -> None:
         raise MalformedEvidence(f"field {name}: not valid Unicode text (a lone surrogate)") from None
 
 
+#: How deep the TEE tree may nest (it is carried as parsed JSON).
+_MAX_TREE_DEPTH = 32
+
+
+def _check_tree(value: Any, name: str, *, text_checked: bool) -> None:
+    """The TEE tree nests at most :data:`_MAX_TREE_DEPTH` deep and holds only Unicode text.
+
+    One quick walk; only when it finds a problem does :func:`_require_text_tree` walk again to
+    name where (``text_checked``: the JSON decoder already refused lone surrogates).
+    """
+    if not _tree_ok(value, 0, not text_checked):
+        _require_text_tree(value, name)  # raises, naming the field
+        raise MalformedEvidence(f"field {name}: not Unicode text or nested too deeply")  # pragma: no cover
+
+
+def _tree_ok(value: Any, depth: int, check_text: bool) -> bool:
+    """``value`` at ``depth`` and everything below it is within the bounds of :func:`_require_text_tree`.
+
+    Recurses into containers only: a scalar child is checked in its parent's loop.
+    """
+    if depth > _MAX_TREE_DEPTH:
+        return False
+    if isinstance(value, str):
+        return not check_text or _is_text(value)
+    if isinstance(value, dict):
+        if check_text and not all(_is_text(str(key)) for key in value):
+            return False
+        items: Any = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return True
+    if items and depth == _MAX_TREE_DEPTH:
+        return False  # its children would be nested one level too deep
+    depth += 1
+    return all(
+        _tree_ok(item, depth, check_text)
+        if isinstance(item, dict | list)
+        else not (check_text and isinstance(item, str) and not _is_text(item))
+        for item in items
+    )
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _require_text_tree(value: Any, name: str, depth: int = 0) -> None:
-    if depth > 32:
+    if depth > _MAX_TREE_DEPTH:
         raise MalformedEvidence(f"field {name}: nested too deeply")
     if isinstance(value, str):
         _require_text(value, name)
@@ -334,20 +402,20 @@ def _parse_instance_info(obj: Any) -> GceInstanceInfo | None:
     )
 
 
-def _parse_tee(att: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _parse_tee(att: Mapping[str, Any], *, text_checked: bool = False) -> Mapping[str, Any] | None:
     tee = att.get("TeeAttestation")
     if tee is not None:
         if not isinstance(tee, dict):
             raise MalformedEvidence("field TeeAttestation: not an object")
-        _require_text_tree(tee, "TeeAttestation")
+        _check_tree(tee, "TeeAttestation", text_checked=text_checked)
         return tee
     # protojson flattens the oneof into the message.
-    for camel, go_name in (("sevSnpAttestation", "SevSnpAttestation"), ("tdxAttestation", "TdxAttestation")):
-        for key in (camel, _snake(camel)):
+    for keys, go_name in _TEE_ONEOF:
+        for key in keys:
             if key in att:
                 if not isinstance(att[key], dict):
                     raise MalformedEvidence(f"field {key}: not an object")
-                _require_text_tree(att[key], key)
+                _check_tree(att[key], key, text_checked=text_checked)
                 return {go_name: att[key]}
     return None
 
@@ -356,7 +424,14 @@ def _snake(camel: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in camel)
 
 
-def _parse_attestation(att: Mapping[str, Any]) -> Attestation:
+#: The TEE oneof's protojson keys (camelCase, then snake_case) and its Go field name.
+_TEE_ONEOF = tuple(
+    ((camel, _snake(camel)), go_name)
+    for camel, go_name in (("sevSnpAttestation", "SevSnpAttestation"), ("tdxAttestation", "TdxAttestation"))
+)
+
+
+def _parse_attestation(att: Mapping[str, Any], *, text_checked: bool = False) -> Attestation:
     quotes_raw = att.get("quotes") or []
     if not isinstance(quotes_raw, list):
         raise MalformedEvidence("field quotes: not a list")
@@ -373,7 +448,7 @@ def _parse_attestation(att: Mapping[str, Any]) -> Attestation:
         canonical_event_log=_b64(_pick(att, "canonical_event_log", "canonicalEventLog"), "canonical_event_log"),
         ak_cert=_b64(_pick(att, "ak_cert", "akCert"), "ak_cert"),
         intermediate_certs=tuple(_b64(c, f"intermediate_certs[{i}]") for i, c in enumerate(inter_raw)),
-        tee_attestation=_parse_tee(att),
+        tee_attestation=_parse_tee(att, text_checked=text_checked),
     )
 
 
@@ -429,3 +504,87 @@ def _quote_to_go(quote: Quote) -> dict[str, Any]:
         }
     out["pcrs"] = pcrs
     return out
+
+
+# --- the [fast] extra's typed decode (see starlock.attestation._fast) -------------------------
+
+
+def _from_typed(doc: Any) -> AttestationDocument:
+    """The document from a ``_fast.TypedDocument``: the general parser's steps on decoded fields.
+
+    Raises MalformedEvidence for anything the general parser would refuse; the caller then runs
+    the general parser, whose message names the problem. msgspec refused lone surrogates, so
+    the strings need no Unicode check.
+    """
+    att = doc.Attestation
+    quotes_raw = att.quotes or []
+    inter_raw = _typed_pick(att.intermediate_certs, att.intermediateCerts) or []
+    if len(quotes_raw) > MAX_QUOTES or len(inter_raw) > MAX_INTERMEDIATES:
+        raise MalformedEvidence("too many quotes or intermediate certificates")
+    return AttestationDocument(
+        attestation=Attestation(
+            ak_pub=_typed_pick(att.ak_pub, att.akPub) or b"",
+            quotes=tuple(map(_typed_quote, quotes_raw)),
+            event_log=_b64(_typed_pick(att.event_log, att.eventLog), "event_log"),
+            instance_info=_parse_instance_info(_typed_pick(att.instance_info, att.instanceInfo)),
+            canonical_event_log=_b64(
+                _typed_pick(att.canonical_event_log, att.canonicalEventLog), "canonical_event_log"
+            ),
+            ak_cert=_b64(_typed_pick(att.ak_cert, att.akCert), "ak_cert"),
+            intermediate_certs=tuple(_b64(c, "intermediate_certs") for c in inter_raw),
+            tee_attestation=_typed_tee(att),
+        ),
+        instance_info=_b64(None if doc.InstanceInfo is MISSING else doc.InstanceInfo, "InstanceInfo"),
+        user_data=(None if doc.UserData is MISSING else doc.UserData) or b"",
+    )
+
+
+def _typed_pick(snake: Any, camel: Any) -> Any:
+    """:func:`_pick` on typed fields: the snake_case key when present (even null), else camelCase."""
+    if snake is not MISSING:
+        return snake
+    return None if camel is MISSING else camel
+
+
+def _typed_quote(quote: Any) -> Quote:
+    pcrs = quote.pcrs
+    if pcrs is None or pcrs is MISSING:
+        raise MalformedEvidence("a quote without pcrs")
+    values = pcrs.pcrs
+    alg = _parse_hash(None if pcrs.hash is MISSING else pcrs.hash)
+    if values is None or values is MISSING:
+        values = {}
+    if len(values) > MAX_PCR_INDEX + 1:
+        raise MalformedEvidence("too many PCR values")
+    try:
+        indices = list(map(_PCR_KEYS.__getitem__, values))
+    except KeyError:
+        raise MalformedEvidence("a PCR key the fast path does not read") from None
+    digests = list(values.values())
+    if digests and set(map(len, digests)) != {_DIGEST_SIZES[alg]}:
+        raise MalformedEvidence("a PCR value of the wrong size")
+    return Quote(
+        quote=(None if quote.quote is MISSING else quote.quote) or b"",
+        raw_sig=_typed_pick(quote.raw_sig, quote.rawSig) or b"",
+        # As _parse_pcrs: a stable sort by index, the later of two keys naming one PCR wins.
+        pcrs=PCRs(hash=alg, pcrs=dict(sorted(zip(indices, digests, strict=True), key=_BY_INDEX))),
+    )
+
+
+def _typed_tee(att: Any) -> Mapping[str, Any] | None:
+    """:func:`_parse_tee` on typed fields (whose names are the JSON keys)."""
+    tee = att.TeeAttestation
+    if tee is not MISSING and tee is not None:
+        if not isinstance(tee, dict):
+            raise MalformedEvidence("field TeeAttestation: not an object")
+        _check_tree(tee, "TeeAttestation", text_checked=True)
+        return tee
+    for keys, go_name in _TEE_ONEOF:
+        for key in keys:
+            value = getattr(att, key)
+            if value is not MISSING:
+                if not isinstance(value, dict):
+                    raise MalformedEvidence(f"field {key}: not an object")
+                _check_tree(value, key, text_checked=True)
+                return {go_name: value}
+    return None
