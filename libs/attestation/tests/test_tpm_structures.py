@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from starlock.attestation.document import AttestationDocument
 from starlock.attestation.errors import MalformedEvidence
@@ -26,6 +28,7 @@ from starlock.attestation.tpm import (
     public_keys_equal,
 )
 from starlock.attestation.tpm import algorithms as alg
+from starlock.attestation.tpm import public as tpm_public
 
 AWS_DOC = "aws-nitrotpm/constellation-aws-attdoc-2023-06/attdoc-aws.txt"
 AWS_AK_NAME = "000b5d50b949f465994a8aa735a967abf8b55f3581d854c9c66332d103396f4fe6d0"
@@ -309,3 +312,93 @@ def test_tpm_public_is_a_value() -> None:
     raw = rsa_public_bytes(_rsa_key())
     assert parse_tpmt_public(raw) == parse_tpmt_public(raw)
     assert isinstance(parse_tpmt_public(raw), TpmPublic)
+
+
+# --- TPMT_PUBLIC: the struct fast path answers only as the field-by-field reader does ---------
+
+
+def _public_seeds() -> list[bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    seeds = [
+        rsa_public_bytes(key),
+        rsa_public_bytes(key, scheme=alg.TPM_ALG_NULL),
+        rsa_public_bytes(key, scheme=alg.TPM_ALG_RSAPSS, scheme_hash=alg.TPM_ALG_SHA384, exponent=None),
+        rsa_public_bytes(key, scheme=alg.TPM_ALG_OAEP, name_alg=alg.TPM_ALG_SHA1),
+    ]
+    with_policy = bytearray(seeds[0])
+    with_policy[8:10] = struct.pack(">H", 32)
+    seeds.append(bytes(with_policy[:10]) + bytes(range(32)) + bytes(with_policy[10:]))
+    return seeds
+
+
+_PUBLIC_SEEDS = _public_seeds()
+
+
+def _public_outcome(parse: object, data: bytes) -> object:
+    try:
+        return parse(data)  # type: ignore[operator]
+    except MalformedEvidence as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize("data", _PUBLIC_SEEDS, ids=range(len(_PUBLIC_SEEDS)))
+def test_rsa_public_well_formed_takes_the_fast_path(data: bytes) -> None:
+    fast = tpm_public._rsa_fast(data)
+    assert fast is not None
+    assert fast == tpm_public._public_checked(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(_PUBLIC_SEEDS),
+    st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 255), st.sampled_from(["set", "insert", "delete"])), max_size=3
+    ),
+    st.booleans(),
+)
+def test_rsa_public_fast_path_agrees_with_the_reader(
+    data: bytes, edits: list[tuple[int, int, str]], tail: bool
+) -> None:
+    raw = bytearray(data)
+    for at, value, op in edits:
+        pos = len(raw) - 1 - at if tail and at < len(raw) else min(at, len(raw))  # edits near either end
+        if op == "set" and pos < len(raw):
+            raw[pos] = value
+        elif op == "insert":
+            raw.insert(pos, value)
+        elif pos < len(raw):
+            del raw[pos]
+    edited = bytes(raw)
+    checked = _public_outcome(tpm_public._public_checked, edited)
+    fast = tpm_public._rsa_fast(edited)
+    if fast is not None:
+        assert fast == checked
+
+
+def _tweaked_publics() -> list[bytes]:
+    """Well-laid-out TPMT_PUBLICs off the fast path's shape: each breaks a rule (the reader refuses
+    them), except the last, a storage-style symmetric definition the reader reads."""
+    null_scheme = _PUBLIC_SEEDS[1]  # header 10 bytes, symmetric, scheme, keyBits, exponent, modulus
+    modulus = null_scheme[20:]
+    return [
+        null_scheme[:8] + tpm2b(bytes(65)) + null_scheme[10:],  # authPolicy longer than a digest
+        null_scheme[:12] + struct.pack(">H", 0x0099) + null_scheme[14:],  # an unknown scheme
+        null_scheme[:12] + struct.pack(">H", alg.TPM_ALG_ECDSA) + null_scheme[14:],  # an ECC scheme
+        null_scheme[:14] + struct.pack(">HIH", 2056, 0, 257) + modulus + b"\x01",  # keyBits not allowed
+        null_scheme[:14] + struct.pack(">HIH", 1024, 0, 256) + modulus,  # modulus of another size
+        null_scheme[:2] + struct.pack(">H", 0x0099) + null_scheme[4:],  # nameAlg not a hash
+        struct.pack(">H", alg.TPM_ALG_ECC) + null_scheme[2:],
+        null_scheme[:10] + struct.pack(">HHH", alg.TPM_ALG_AES, 128, 0x0043) + null_scheme[12:],
+    ]
+
+
+@pytest.mark.parametrize("data", _tweaked_publics(), ids=range(8))
+def test_rsa_public_fast_path_leaves_every_broken_rule_to_the_reader(data: bytes) -> None:
+    assert tpm_public._rsa_fast(data) is None
+    checked = _public_outcome(tpm_public._public_checked, data)
+    parsed = _public_outcome(parse_tpmt_public, data)
+    if isinstance(checked, str):
+        assert parsed == checked
+    else:
+        assert data[10:12] != b"\x00\x10" and isinstance(parsed, TpmPublic)
+        assert parsed.parameters == checked[4]

@@ -76,8 +76,15 @@ class PCRs:
         return HASH_ALG_NAMES.get(self.hash, f"0x{self.hash:04x}")
 
 
+class _QuoteDerived:
+    """A slot for the parsed TPMS_ATTEST of a Quote's ``quote`` bytes, computed once (not an attrs
+    field; see ``starlock.attestation.tpm.quote.attest_of``)."""
+
+    __slots__ = ("_attest",)
+
+
 @attrs.frozen
-class Quote:
+class Quote(_QuoteDerived):
     """One TPM2_Quote: ``quote`` is TPMS_ATTEST, ``raw_sig`` is TPMT_SIGNATURE."""
 
     quote: bytes
@@ -279,12 +286,15 @@ def _tree_ok(value: Any, depth: int, check_text: bool) -> bool:
     if items and depth == _MAX_TREE_DEPTH:
         return False  # its children would be nested one level too deep
     depth += 1
-    return all(
-        _tree_ok(item, depth, check_text)
-        if isinstance(item, dict | list)
-        else not (check_text and isinstance(item, str) and not _is_text(item))
-        for item in items
-    )
+    ok = True
+    for item in items:
+        if isinstance(item, dict | list):
+            ok = _tree_ok(item, depth, check_text)
+        elif check_text and isinstance(item, str):
+            ok = _is_text(item)
+        if not ok:
+            break
+    return ok
 
 
 def _is_text(value: str) -> bool:
@@ -556,18 +566,18 @@ def _typed_quote(quote: Any) -> Quote:
         values = {}
     if len(values) > MAX_PCR_INDEX + 1:
         raise MalformedEvidence("too many PCR values")
+    if values and set(map(len, values.values())) != {_DIGEST_SIZES[alg]}:
+        raise MalformedEvidence("a PCR value of the wrong size")
+    keys = _PCR_KEYS
     try:
-        indices = list(map(_PCR_KEYS.__getitem__, values))
+        # As _parse_pcrs: of two keys naming one PCR ("1", "01"), the later one's value wins.
+        by_index = {keys[key]: digest for key, digest in values.items()}
     except KeyError:
         raise MalformedEvidence("a PCR key the fast path does not read") from None
-    digests = list(values.values())
-    if digests and set(map(len, digests)) != {_DIGEST_SIZES[alg]}:
-        raise MalformedEvidence("a PCR value of the wrong size")
     return Quote(
         quote=(None if quote.quote is MISSING else quote.quote) or b"",
         raw_sig=_typed_pick(quote.raw_sig, quote.rawSig) or b"",
-        # As _parse_pcrs: a stable sort by index, the later of two keys naming one PCR wins.
-        pcrs=PCRs(hash=alg, pcrs=dict(sorted(zip(indices, digests, strict=True), key=_BY_INDEX))),
+        pcrs=PCRs(hash=alg, pcrs=dict(sorted(by_index.items()))),
     )
 
 

@@ -38,12 +38,12 @@ from starlock.attestation.tpm import (
     EventLog,
     TpmPublic,
     parse_event_log,
-    parse_tpms_attest,
     parse_tpmt_public,
     verify_attestation,
     verify_quote,
 )
 from starlock.attestation.tpm.eventlog import EventLogReplay, verify_replay
+from starlock.attestation.tpm.quote import attest_of
 from starlock.attestation.variant import Variant
 
 __all__ = ["CheckRecorder", "VtpmValidator", "make_extra_data", "make_tpm_nonce", "trusted_ak_from_document"]
@@ -260,7 +260,7 @@ class VtpmValidator:
         """Without a nonce, verify the quotes against the qualifying data they carry."""
         if not doc.attestation.quotes:
             raise MalformedEvidence("the document has no quotes")
-        return parse_tpms_attest(doc.attestation.quotes[0].quote).extra_data
+        return attest_of(doc.attestation.quotes[0]).extra_data  # parsed once; its verification reuses it
 
 
 def _record_failure(rec: CheckRecorder, exc: AttestationError, *, nonce_given: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable, Mapping
 
 import attrs
@@ -163,9 +164,74 @@ class TpmPublic(_Derived):
         return key
 
 
+_Fields = tuple[int, int, int, bytes, RsaParms | EccParms]  # type, nameAlg, attributes, authPolicy, parameters
+
+
 def parse_tpmt_public(data: bytes) -> TpmPublic:
     """Parse a TPMT_PUBLIC of an RSA or ECC key; trailing bytes are rejected."""
     check_size(data, "TPMT_PUBLIC", MAX_TPMT_PUBLIC_SIZE)
+    data = bytes(data)
+    key_type, name_alg, object_attributes, auth_policy, parameters = _rsa_fast(data) or _public_checked(data)
+    key = _make_key(parameters)  # validate the key material now, so public_key() cannot fail later
+    public = TpmPublic(
+        type=key_type,
+        name_alg=name_alg,
+        object_attributes=object_attributes,
+        auth_policy=auth_policy,
+        parameters=parameters,
+        raw=data,
+    )
+    object.__setattr__(public, "_key", key)
+    object.__setattr__(public, "_wire", True)
+    return public
+
+
+_PUBLIC_HEAD = struct.Struct(">HHIH")  # type, nameAlg, objectAttributes, authPolicy.size
+_SYM_AND_SCHEME = struct.Struct(">HH")  # symmetric.algorithm (TPM_ALG_NULL), scheme.scheme
+_U16 = struct.Struct(">H")
+_RSA_TAIL = struct.Struct(">HIH")  # keyBits, exponent, unique.rsa.size
+
+
+def _rsa_fast(data: bytes) -> _Fields | None:
+    """The usual AK, an RSA signing key, with ``struct``; None on anything else (then
+    :func:`_public_checked` reads it field by field and names what is wrong).
+
+    Every slice is followed by an unpack at the offset after it, which raises ``struct.error`` if
+    the input is shorter; so when all unpacks succeed, every slice was whole.
+    """
+    try:
+        key_type, name_alg, attributes, policy_size = _PUBLIC_HEAD.unpack_from(data)
+        pos = _PUBLIC_HEAD.size + policy_size
+        auth_policy = data[_PUBLIC_HEAD.size : pos]
+        symmetric, scheme_alg = _SYM_AND_SCHEME.unpack_from(data, pos)
+        pos += _SYM_AND_SCHEME.size
+        if scheme_alg in _RSA_SCHEMES_WITH_HASH:
+            scheme = Scheme(scheme_alg, _U16.unpack_from(data, pos)[0])
+            pos += _U16.size
+        elif scheme_alg in _RSA_SCHEMES_WITHOUT_HASH:
+            scheme = Scheme(scheme_alg)
+        else:
+            return None
+        key_bits, exponent, modulus_size = _RSA_TAIL.unpack_from(data, pos)
+    except struct.error:
+        return None
+    start = pos + _RSA_TAIL.size
+    well_formed = (
+        key_type == alg.TPM_ALG_RSA
+        and name_alg in alg.HASH_DIGEST_SIZES
+        and policy_size <= _MAX_DIGEST
+        and symmetric == alg.TPM_ALG_NULL
+        and key_bits in _RSA_KEY_BITS
+        and modulus_size == key_bits // 8
+        and start + modulus_size == len(data)
+    )
+    if not well_formed:
+        return None
+    return key_type, name_alg, attributes, auth_policy, RsaParms(SymDef(), scheme, key_bits, exponent, data[start:])
+
+
+def _public_checked(data: bytes) -> _Fields:
+    """Field by field with the bounded reader, whose errors name the field."""
     r = Reader(data, "TPMT_PUBLIC")
     key_type = r.u16("type")
     name_alg = r.u16("nameAlg")
@@ -183,18 +249,7 @@ def parse_tpmt_public(data: bytes) -> TpmPublic:
             f"TPMT_PUBLIC.type: {alg.alg_name(key_type)} is not supported, expected RSA (0x0001) or ECC (0x0023)"
         )
     r.end()
-    key = _make_key(parameters)  # validate the key material now, so public_key() cannot fail later
-    public = TpmPublic(
-        type=key_type,
-        name_alg=name_alg,
-        object_attributes=object_attributes,
-        auth_policy=auth_policy,
-        parameters=parameters,
-        raw=bytes(data),
-    )
-    object.__setattr__(public, "_key", key)
-    object.__setattr__(public, "_wire", True)
-    return public
+    return key_type, name_alg, object_attributes, auth_policy, parameters
 
 
 def is_parse_of(public: TpmPublic, data: bytes) -> bool:

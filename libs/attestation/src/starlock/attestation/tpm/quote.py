@@ -43,6 +43,7 @@ __all__ = [
     "QUOTE_PREFERENCE",
     "VerifiedAttestation",
     "VerifiedQuote",
+    "attest_of",
     "check_signature_scheme",
     "verify_attestation",
     "verify_quote",
@@ -88,7 +89,7 @@ def verify_quote(ak: TpmPublic, quote: Quote, expected_extra_data: bytes) -> Ver
     sig = parse_tpmt_signature(quote.raw_sig)
     _check_scheme(ak, sig)
     verify_signature(ak.public_key(), sig, quote.quote)
-    attest = parse_tpms_attest(quote.quote)  # checks type == TPM_ST_ATTEST_QUOTE
+    attest = attest_of(quote)  # checks type == TPM_ST_ATTEST_QUOTE
     if attest.magic != TPM_GENERATED_VALUE:
         raise SignatureError(
             f"TPMS_ATTEST.magic: expected TPM_GENERATED_VALUE 0x{TPM_GENERATED_VALUE:08x}, got 0x{attest.magic:08x}"
@@ -99,6 +100,19 @@ def verify_quote(ak: TpmPublic, quote: Quote, expected_extra_data: bytes) -> Ver
         )
     _check_pcrs(attest, quote.pcrs, sig.hash_alg)
     return VerifiedQuote(attest=attest, signature=sig, pcrs=quote.pcrs)
+
+
+def attest_of(quote: Quote) -> TpmsAttest:
+    """The parsed TPMS_ATTEST of ``quote.quote``, parsed once per Quote (both are immutable).
+
+    Raises MalformedEvidence as :func:`parse_tpms_attest` does, every time it is asked.
+    """
+    cached: TpmsAttest | None = getattr(quote, "_attest", None)
+    if cached is not None and cached.raw is quote.quote:
+        return cached
+    attest = parse_tpms_attest(quote.quote)
+    object.__setattr__(quote, "_attest", attest)  # the instance is frozen; this is a cache
+    return attest
 
 
 def verify_attestation(
