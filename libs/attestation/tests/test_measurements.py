@@ -67,6 +67,16 @@ def test_compare_reports_every_mismatch_in_order() -> None:
     assert "index 9" in str(excinfo.value)
 
 
+@pytest.mark.parametrize("mismatch", [False, True])
+def test_compare_names_every_index_it_checked(mismatch: bool) -> None:
+    m = Measurements.from_obj({"9": A, "4": {"expected": A, "warnOnly": True}, "1": A})
+    actual = {1: bytes.fromhex(A), 4: bytes.fromhex(B if mismatch else A), 9: bytes.fromhex(A), 12: b"x"}
+    result = m.compare(actual)
+    assert result.checked == (1, 4, 9)
+    assert result.errors == ()
+    assert len(result.warnings) == int(mismatch)
+
+
 def test_compare_passes_with_only_warn_only_mismatches() -> None:
     m = Measurements.from_obj({"15": {"expected": "00" * 32, "warnOnly": True}})
     result = m.compare({15: b"\x01" * 32})

@@ -18,7 +18,7 @@ from starlock.attestation.document import PCRs
 from starlock.attestation.errors import EventLogMismatch, MalformedEvidence
 from starlock.attestation.tpm import EventLog, _specid, parse_event_log, replay, verify_replay
 from starlock.attestation.tpm import algorithms as alg
-from starlock.attestation.tpm.eventlog import MAX_EVENT_DATA_SIZE, MAX_EVENT_LOG_SIZE
+from starlock.attestation.tpm.eventlog import MAX_EVENT_DATA_SIZE, MAX_EVENT_LOG_SIZE, MAX_EVENTS
 
 SHA1, SHA256, SHA384, SHA512 = alg.TPM_ALG_SHA1, alg.TPM_ALG_SHA256, alg.TPM_ALG_SHA384, alg.TPM_ALG_SHA512
 EV_NO_ACTION, EV_POST_CODE, EV_SEPARATOR = 0x3, 0x1, 0x4
@@ -260,3 +260,17 @@ def test_spec_id_fast_path_agrees_with_the_reader(data: bytes, edits: list[tuple
     if fast is not None:
         assert fast == checked
     assert _spec_outcome(_specid.parse_spec_id, edited) == checked
+
+
+@pytest.mark.parametrize("last", ["fast", "checked"])
+def test_event_count_bound(last: str) -> None:
+    """MAX_EVENTS events parse; one more is refused, whether read by the fast or the checked path."""
+    one = event2(0, EV_POST_CODE, [(SHA256, bytes(32))], b"")
+    # Two digests of a one-bank log: the fast path leaves it to the checked reader, which refuses it.
+    odd = event2(0, EV_POST_CODE, [(SHA256, bytes(32)), (SHA256, bytes(32))], b"")
+    header = spec_id_header([(SHA256, 32)])
+    exactly = parse_event_log(header + one * MAX_EVENTS)
+    assert len(exactly.events) == MAX_EVENTS and exactly.events[-1].number == MAX_EVENTS
+    extra = one if last == "fast" else odd
+    with pytest.raises(MalformedEvidence, match=f"more than {MAX_EVENTS} events"):
+        parse_event_log(header + one * MAX_EVENTS + extra)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 from starlock.attestation.config import AttestationConfig, check_enforced
-from starlock.attestation.document import HASH_ALG_IDS, AttestationDocument, Quote
+from starlock.attestation.document import HASH_ALG_IDS, MAX_PCR_INDEX, AttestationDocument, Quote
 from starlock.attestation.errors import (
     AttestationError,
     MalformedEvidence,
@@ -49,6 +49,7 @@ from starlock.attestation.variant import Variant
 __all__ = ["CheckRecorder", "VtpmValidator", "make_extra_data", "make_tpm_nonce", "trusted_ak_from_document"]
 
 _SHA256 = HASH_ALG_IDS["SHA256"]
+_INDEX_TEXT = tuple(map(str, range(MAX_PCR_INDEX + 1)))  # PCR index → claim key
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class VtpmValidator:
         # The values compared with the measurements are those of a quote verified above: the
         # winning quote when it is the SHA-256 one, else the SHA-256 quote verified on its own.
         pcrs = verified.pcrs.pcrs if verified.hash_alg == _SHA256 else sha256_quote.pcrs.pcrs
-        claims["pcrs"] = {str(i): v.hex() for i, v in pcrs.items()}
+        claims["pcrs"] = {_INDEX_TEXT[i]: v.hex() for i, v in pcrs.items()}
         if replay is not None:
             verified_numbers = [ev.number for ev in replay.verified_events]
             count, bound = len(replay.events), len(verified_numbers)

@@ -305,10 +305,9 @@ def _read_events2(r: Reader, digest_sizes: tuple[tuple[int, int], ...]) -> list[
     data, pos, end = r.data, r.pos, len(r.data)
     events: list[TcgEvent] = []
     append, new_event = events.append, tuple.__new__  # TcgEvent's fields in order, without its __new__
-    number = 1
-    while pos < end:
-        if number > MAX_EVENTS:
-            raise MalformedEvidence(f"event log: more than {MAX_EVENTS} events")
+    for number in range(1, MAX_EVENTS + 1):
+        if pos >= end:
+            break
         if end - pos >= fixed:
             fields = unpack(data, pos)
             start = pos + fixed
@@ -322,12 +321,13 @@ def _read_events2(r: Reader, digest_sizes: tuple[tuple[int, int], ...]) -> list[
             ):
                 append(new_event(TcgEvent, (number, fields[0], fields[1], pairs(fields), data[start:stop])))
                 pos = stop
-                number += 1
                 continue
         r.seek(pos)
-        events.append(_read_event2(r, number, sizes))
+        append(_read_event2(r, number, sizes))
         pos = r.pos
-        number += 1
+    else:
+        if pos < end:
+            raise MalformedEvidence(f"event log: more than {MAX_EVENTS} events")
     r.seek(pos)
     return events
 

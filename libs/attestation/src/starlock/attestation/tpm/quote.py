@@ -7,6 +7,7 @@ go-tpm-tools (v0.4.x) are marked "Differs from go-tpm-tools" below.
 
 from __future__ import annotations
 
+import functools
 import hmac
 
 import attrs
@@ -29,6 +30,7 @@ from starlock.attestation.tpm.public import HASHLIB_CONSTRUCTORS, is_parse_of
 from starlock.attestation.tpm.structures import (
     TPM_GENERATED_VALUE,
     AkPublicKey,
+    PcrSelection,
     TpmPublic,
     TpmsAttest,
     TpmtSignature,
@@ -201,13 +203,16 @@ def _check_scheme(ak: TpmPublic, sig: TpmtSignature) -> None:
         )
 
 
+_PKCS1V15 = padding.PKCS1v15()  # holds no state
+
+
 def verify_signature(key: AkPublicKey, sig: TpmtSignature, message: bytes) -> None:
     """Verify ``sig`` over ``message`` under ``key`` (after :func:`check_signature_scheme`)."""
     hash_ = alg.hash_for(sig.hash_alg, "TPMT_SIGNATURE.hash")
     try:
         if isinstance(key, rsa.RSAPublicKey):
             if sig.sig_alg == alg.TPM_ALG_RSASSA:
-                key.verify(sig.rsa_sig, message, padding.PKCS1v15(), hash_)
+                key.verify(sig.rsa_sig, message, _PKCS1V15, hash_)
                 return
             # RSASSA-PSS (TPM 2.0 Part 1, annex B.7): the salt is as long as the digest when the TPM
             # follows FIPS 186-4, else the longest the key allows. Both are accepted, nothing else.
@@ -230,6 +235,11 @@ def verify_signature(key: AkPublicKey, sig: TpmtSignature, message: bytes) -> No
         ) from None
 
 
+@functools.lru_cache(maxsize=64)
+def _selected_set(select: bytes) -> frozenset[int]:
+    return frozenset(PcrSelection(alg.TPM_ALG_NULL, select).indices)
+
+
 def _check_pcrs(attest: TpmsAttest, pcrs: PCRs, sig_hash: int) -> None:
     # As go-tpm-tools: exactly one TPMS_PCR_SELECTION, for the bank of the supplied PCRs.
     if len(attest.pcr_select) != 1 or attest.pcr_select[0].hash_alg != pcrs.hash:
@@ -237,9 +247,10 @@ def _check_pcrs(attest: TpmsAttest, pcrs: PCRs, sig_hash: int) -> None:
         raise PcrDigestMismatch(
             f"TPMS_ATTEST.pcrSelect: expected one selection of the {pcrs.hash_name} bank, got {banks}"
         )
-    selected = attest.pcr_select[0].indices
+    selection = attest.pcr_select[0]
+    selected = selection.indices
     values = pcrs.pcrs
-    if values.keys() != set(selected):
+    if values.keys() != _selected_set(selection.select):
         raise PcrDigestMismatch(
             f"TPMS_ATTEST.pcrSelect: quote selects {pcrs.hash_name} PCRs {list(selected)}, "
             f"the supplied PCRs are {sorted(values)}"
