@@ -111,19 +111,19 @@ def json_loads(raw: bytes) -> Any:
 if _msgspec is not None:
     _UNSET: Any = _msgspec.UNSET
 
-    class TypedPcrs(_msgspec.Struct):
+    class TypedPcrs(_msgspec.Struct, gc=False):  # no cycles: not tracked by the GC
         """``pcrs`` of a quote: the hash as given (name or number), the values decoded."""
 
         hash: Any = _UNSET
         pcrs: dict[str, bytes] | None = _UNSET
 
-    class TypedQuote(_msgspec.Struct):
+    class TypedQuote(_msgspec.Struct, gc=False):  # no cycles: not tracked by the GC
         quote: bytes | None = _UNSET
         raw_sig: bytes | None = _UNSET
         rawSig: bytes | None = _UNSET
         pcrs: TypedPcrs | None = _UNSET
 
-    class TypedAttestation(_msgspec.Struct):
+    class TypedAttestation(_msgspec.Struct, gc=False):  # no cycles: not tracked by the GC
         """Every key of go-tpm-tools' Attestation the general parser reads, in both JSON shapes.
 
         The large base64 fields stay strings (pybase64 decodes them faster); the TEE and instance
@@ -149,7 +149,7 @@ if _msgspec is not None:
         tdxAttestation: Any = _UNSET
         tdx_attestation: Any = _UNSET
 
-    class TypedDocument(_msgspec.Struct):
+    class TypedDocument(_msgspec.Struct, gc=False):  # no cycles: not tracked by the GC
         Attestation: TypedAttestation
         InstanceInfo: str | None = _UNSET
         UserData: bytes | None = _UNSET

@@ -531,21 +531,20 @@ def _from_typed(doc: Any) -> AttestationDocument:
     inter_raw = _typed_pick(att.intermediate_certs, att.intermediateCerts) or []
     if len(quotes_raw) > MAX_QUOTES or len(inter_raw) > MAX_INTERMEDIATES:
         raise MalformedEvidence("too many quotes or intermediate certificates")
+    # Positional, in field order: keywords cost more on this hot path.
     return AttestationDocument(
-        attestation=Attestation(
-            ak_pub=_typed_pick(att.ak_pub, att.akPub) or b"",
-            quotes=tuple(map(_typed_quote, quotes_raw)),
-            event_log=_b64(_typed_pick(att.event_log, att.eventLog), "event_log"),
-            instance_info=_parse_instance_info(_typed_pick(att.instance_info, att.instanceInfo)),
-            canonical_event_log=_b64(
-                _typed_pick(att.canonical_event_log, att.canonicalEventLog), "canonical_event_log"
-            ),
-            ak_cert=_b64(_typed_pick(att.ak_cert, att.akCert), "ak_cert"),
-            intermediate_certs=tuple(_b64(c, "intermediate_certs") for c in inter_raw),
-            tee_attestation=_typed_tee(att),
+        Attestation(
+            _typed_pick(att.ak_pub, att.akPub) or b"",  # ak_pub
+            tuple(map(_typed_quote, quotes_raw)),  # quotes
+            _b64(_typed_pick(att.event_log, att.eventLog), "event_log"),
+            _parse_instance_info(_typed_pick(att.instance_info, att.instanceInfo)),
+            _b64(_typed_pick(att.canonical_event_log, att.canonicalEventLog), "canonical_event_log"),
+            _b64(_typed_pick(att.ak_cert, att.akCert), "ak_cert"),
+            tuple(_b64(c, "intermediate_certs") for c in inter_raw),
+            _typed_tee(att),  # tee_attestation
         ),
-        instance_info=_b64(None if doc.InstanceInfo is MISSING else doc.InstanceInfo, "InstanceInfo"),
-        user_data=(None if doc.UserData is MISSING else doc.UserData) or b"",
+        _b64(None if doc.InstanceInfo is MISSING else doc.InstanceInfo, "InstanceInfo"),
+        (None if doc.UserData is MISSING else doc.UserData) or b"",  # user_data
     )
 
 
@@ -574,10 +573,10 @@ def _typed_quote(quote: Any) -> Quote:
         by_index = {keys[key]: digest for key, digest in values.items()}
     except KeyError:
         raise MalformedEvidence("a PCR key the fast path does not read") from None
-    return Quote(
-        quote=(None if quote.quote is MISSING else quote.quote) or b"",
-        raw_sig=_typed_pick(quote.raw_sig, quote.rawSig) or b"",
-        pcrs=PCRs(hash=alg, pcrs=dict(sorted(by_index.items()))),
+    return Quote(  # quote, raw_sig, pcrs (hash, pcrs)
+        (None if quote.quote is MISSING else quote.quote) or b"",
+        _typed_pick(quote.raw_sig, quote.rawSig) or b"",
+        PCRs(alg, dict(sorted(by_index.items()))),
     )
 
 

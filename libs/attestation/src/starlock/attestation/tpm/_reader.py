@@ -102,8 +102,11 @@ class Reader:
             raise MalformedEvidence(f"{self.what}: {self.remaining} trailing bytes after offset {self._pos}")
 
 
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
 def check_size(data: bytes, what: str, max_size: int) -> None:
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if not isinstance(data, _BYTES_LIKE):
         raise MalformedEvidence(f"{what}: expected bytes, got {type(data).__name__}")
     if len(data) > max_size:
         raise MalformedEvidence(f"{what}: {len(data)} bytes, more than the limit {max_size}")

@@ -118,7 +118,8 @@ _NAMES: Mapping[int, str] = {
 
 def alg_name(alg: int) -> str:
     """A readable name for error messages: ``SHA256`` or ``0x1234``."""
-    return _NAMES.get(alg, f"0x{alg:04x}")
+    name = _NAMES.get(alg)
+    return name if name is not None else f"0x{alg:04x}"
 
 
 def hash_for(alg: int, what: str) -> hashes.HashAlgorithm:

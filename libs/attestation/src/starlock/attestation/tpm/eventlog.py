@@ -233,7 +233,7 @@ def verify_replay(log: EventLog | bytes, pcrs: PCRs, *, marks: bool = True) -> E
         log = parse_event_log(log)
     replayed, data_verified = _replay(log, pcrs.hash, marks=marks)
     _compare(replayed, pcrs)
-    return EventLogReplay(hash_alg=pcrs.hash, pcrs=replayed, events=log.events, data_verified=data_verified)
+    return EventLogReplay(pcrs.hash, replayed, log.events, data_verified)  # hash_alg, pcrs, events, data_verified
 
 
 def _compare(replayed: dict[int, bytes], pcrs: PCRs) -> None:

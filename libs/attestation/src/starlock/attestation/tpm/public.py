@@ -173,14 +173,7 @@ def parse_tpmt_public(data: bytes) -> TpmPublic:
     data = bytes(data)
     key_type, name_alg, object_attributes, auth_policy, parameters = _rsa_fast(data) or _public_checked(data)
     key = _make_key(parameters)  # validate the key material now, so public_key() cannot fail later
-    public = TpmPublic(
-        type=key_type,
-        name_alg=name_alg,
-        object_attributes=object_attributes,
-        auth_policy=auth_policy,
-        parameters=parameters,
-        raw=data,
-    )
+    public = TpmPublic(key_type, name_alg, object_attributes, auth_policy, parameters, data)  # field order
     object.__setattr__(public, "_key", key)
     object.__setattr__(public, "_wire", True)
     return public

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+from typing import TypeGuard, cast
 
 import attrs
 from cryptography.exceptions import InvalidSignature
@@ -101,7 +102,7 @@ def verify_quote(ak: TpmPublic, quote: Quote, expected_extra_data: bytes) -> Ver
             f"TPMS_ATTEST.extraData: expected {expected_extra_data.hex()}, got {attest.extra_data.hex()}"
         )
     _check_pcrs(attest, quote.pcrs, sig.hash_alg)
-    return VerifiedQuote(attest=attest, signature=sig, pcrs=quote.pcrs)
+    return VerifiedQuote(attest, sig, quote.pcrs)
 
 
 def attest_of(quote: Quote) -> TpmsAttest:
@@ -206,11 +207,20 @@ def _check_scheme(ak: TpmPublic, sig: TpmtSignature) -> None:
 _PKCS1V15 = padding.PKCS1v15()  # holds no state
 
 
+@functools.lru_cache(maxsize=8)
+def _is_rsa_type(key_type: type) -> bool:
+    return issubclass(key_type, rsa.RSAPublicKey)  # an ABC check: a Python-level call each time
+
+
+def _is_rsa(key: AkPublicKey) -> TypeGuard[rsa.RSAPublicKey]:
+    return _is_rsa_type(type(key))
+
+
 def verify_signature(key: AkPublicKey, sig: TpmtSignature, message: bytes) -> None:
     """Verify ``sig`` over ``message`` under ``key`` (after :func:`check_signature_scheme`)."""
     hash_ = alg.hash_for(sig.hash_alg, "TPMT_SIGNATURE.hash")
     try:
-        if isinstance(key, rsa.RSAPublicKey):
+        if _is_rsa(key):
             if sig.sig_alg == alg.TPM_ALG_RSASSA:
                 key.verify(sig.rsa_sig, message, _PKCS1V15, hash_)
                 return
@@ -227,7 +237,7 @@ def verify_signature(key: AkPublicKey, sig: TpmtSignature, message: bytes) -> No
                     continue
             raise InvalidSignature
         r, s = int.from_bytes(sig.ecdsa_r, "big"), int.from_bytes(sig.ecdsa_s, "big")
-        key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hash_))
+        cast(ec.EllipticCurvePublicKey, key).verify(encode_dss_signature(r, s), message, ec.ECDSA(hash_))
     except (InvalidSignature, ValueError):
         raise SignatureError(
             f"quote signature ({alg.alg_name(sig.sig_alg)}-{alg.alg_name(sig.hash_alg)}) does not verify "

@@ -172,16 +172,18 @@ def _attest_fast(data: bytes) -> TpmsAttest | None:
     )
     if not well_formed:
         return None
+    # Positional, in field order (magic, type, qualified_signer, extra_data, clock_info,
+    # firmware_version, pcr_select, pcr_digest, raw): keywords cost more on this hot path.
     return TpmsAttest(
-        magic=magic,
-        type=att_type,
-        qualified_signer=qualified_signer,
-        extra_data=extra_data,
-        clock_info=ClockInfo(clock, reset_count, restart_count, bool(safe)),
-        firmware_version=firmware_version,
-        pcr_select=tuple(selections),
-        pcr_digest=data[pos:],
-        raw=data,
+        magic,
+        att_type,
+        qualified_signer,
+        extra_data,
+        ClockInfo(clock, reset_count, restart_count, bool(safe)),
+        firmware_version,
+        tuple(selections),
+        data[pos:],
+        data,
     )
 
 
