@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from starlock.attestation.document import PCRs
 from starlock.attestation.errors import EventLogMismatch, MalformedEvidence
-from starlock.attestation.tpm import EventLog, _specid, parse_event_log, replay, verify_replay
+from starlock.attestation.tpm import EventLog, _specid, eventlog, parse_event_log, replay, verify_replay
 from starlock.attestation.tpm import algorithms as alg
+from starlock.attestation.tpm._reader import Reader
 from starlock.attestation.tpm.eventlog import MAX_EVENT_DATA_SIZE, MAX_EVENT_LOG_SIZE, MAX_EVENTS
 
 SHA1, SHA256, SHA384, SHA512 = alg.TPM_ALG_SHA1, alg.TPM_ALG_SHA256, alg.TPM_ALG_SHA384, alg.TPM_ALG_SHA512
@@ -274,3 +275,44 @@ def test_event_count_bound(last: str) -> None:
     extra = one if last == "fast" else odd
     with pytest.raises(MalformedEvidence, match=f"more than {MAX_EVENTS} events"):
         parse_event_log(header + one * MAX_EVENTS + extra)
+
+
+# --- a TCG_PCR_EVENT (SHA-1 format): the struct fast path reads what the checked reader reads ---
+
+
+def _sha1_outcome(read: object, data: bytes) -> object:
+    r = Reader(data, "event log", little_endian=True)
+    try:
+        return read(r, 5), r.pos  # type: ignore[operator]
+    except MalformedEvidence as exc:
+        return str(exc)
+
+
+_SHA1_RECORDS = [
+    struct.pack("<II", 7, EV_SEPARATOR) + bytes(range(20)) + struct.pack("<I", 4) + b"\x00" * 4,
+    struct.pack("<II", 0, EV_NO_ACTION) + bytes(20) + struct.pack("<I", 0),
+    struct.pack("<II", 31, 0x80000001) + b"\xff" * 20 + struct.pack("<I", 3) + b"abc" + b"next",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(_SHA1_RECORDS),
+    st.lists(st.tuples(st.integers(0, 40), st.integers(0, 255)), max_size=3),
+    st.integers(0, 40),
+)
+def test_sha1_record_fast_path_agrees_with_the_reader(record: bytes, edits: list[tuple[int, int]], cut: int) -> None:
+    raw = bytearray(record)
+    for at, value in edits:
+        if at < len(raw):
+            raw[at] = value
+    edited = bytes(raw[: max(0, len(raw) - cut)]) if cut % 3 == 0 else bytes(raw)
+    assert _sha1_outcome(eventlog._read_sha1_event, edited) == _sha1_outcome(eventlog._read_sha1_event_checked, edited)
+
+
+def test_sha1_record_larger_than_the_data_bound_is_refused() -> None:
+    big = MAX_EVENT_DATA_SIZE + 1
+    record = struct.pack("<II", 0, EV_SEPARATOR) + bytes(20) + struct.pack("<I", big) + bytes(big)
+    outcome = _sha1_outcome(eventlog._read_sha1_event, record)
+    assert outcome == _sha1_outcome(eventlog._read_sha1_event_checked, record)
+    assert isinstance(outcome, str) and f"more than {MAX_EVENT_DATA_SIZE}" in outcome

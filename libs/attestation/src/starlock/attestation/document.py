@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import operator
 from collections.abc import Mapping
@@ -567,17 +568,34 @@ def _typed_quote(quote: Any) -> Quote:
         raise MalformedEvidence("too many PCR values")
     if values and set(map(len, values.values())) != {_DIGEST_SIZES[alg]}:
         raise MalformedEvidence("a PCR value of the wrong size")
-    keys = _PCR_KEYS
-    try:
-        # As _parse_pcrs: of two keys naming one PCR ("1", "01"), the later one's value wins.
-        by_index = {keys[key]: digest for key, digest in values.items()}
-    except KeyError:
-        raise MalformedEvidence("a PCR key the fast path does not read") from None
+    plan = _pcr_order(tuple(values))
+    if plan is None:
+        raise MalformedEvidence("a PCR key the fast path does not read, or two keys naming one PCR")
+    indices, positions = plan
+    digests = list(values.values())
     return Quote(  # quote, raw_sig, pcrs (hash, pcrs)
         (None if quote.quote is MISSING else quote.quote) or b"",
         _typed_pick(quote.raw_sig, quote.rawSig) or b"",
-        PCRs(alg, dict(sorted(by_index.items()))),
+        PCRs(alg, dict(zip(indices, map(digests.__getitem__, positions), strict=True))),
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _pcr_order(keys: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """For PCR map keys in this order: the PCR indices ascending and the position of each one's
+    value, as _parse_pcrs orders them. None when a key is not a plain index or two keys name one
+    PCR ("1", "01"): the general parser decides those.
+
+    Documents of one kind list their keys in one order, so the sort is done once per order.
+    """
+    try:
+        indices = [_PCR_KEYS[key] for key in keys]
+    except (KeyError, TypeError):
+        return None
+    if len(set(indices)) != len(indices):
+        return None
+    positions = sorted(range(len(indices)), key=indices.__getitem__)
+    return tuple(indices[i] for i in positions), tuple(positions)
 
 
 def _typed_tee(att: Any) -> Mapping[str, Any] | None:

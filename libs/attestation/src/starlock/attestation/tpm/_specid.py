@@ -8,6 +8,7 @@ Parsing is bounded (:data:`MAX_ALGORITHMS`, :data:`MAX_DIGEST_SIZE`) and raises 
 
 from __future__ import annotations
 
+import functools
 import struct
 
 import attrs
@@ -43,12 +44,17 @@ _SIZES = [struct.Struct("<" + "HH" * n) for n in range(MAX_ALGORITHMS + 1)]
 
 
 def parse_spec_id(data: bytes) -> SpecIdEvent:
+    data = bytes(data)  # hashable, for the fast path's cache
     return _spec_id_fast(data) or _spec_id_checked(data)
 
 
+@functools.lru_cache(maxsize=32)
 def _spec_id_fast(data: bytes) -> SpecIdEvent | None:
     """The well-formed header with ``struct``; None on anything else (then the field-by-field
-    reader says what is wrong)."""
+    reader says what is wrong).
+
+    Kept for the last few headers seen (immutable values): a verifier sees the same few
+    firmware headers over and over."""
     try:
         _, platform_class, minor, major, errata, uintn_size, count = _HEAD.unpack_from(data)
         if not 1 <= count <= MAX_ALGORITHMS:

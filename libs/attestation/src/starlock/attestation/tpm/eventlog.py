@@ -278,8 +278,26 @@ def _read_data(r: Reader, number: int) -> bytes:
     return r.take(size, f"event[{number}].event")
 
 
+_SHA1_EVENT_HEAD = struct.Struct("<II20sI")  # pcrIndex, eventType, SHA-1 digest, eventSize
+
+
 def _read_sha1_event(r: Reader, number: int) -> TcgEvent:
-    """TCG_PCR_EVENT: pcrIndex, eventType, SHA-1 digest, eventSize, event."""
+    """TCG_PCR_EVENT: pcrIndex, eventType, SHA-1 digest, eventSize, event.
+
+    A well-formed record is read with one ``struct`` unpack; anything else goes through
+    :func:`_read_sha1_event_checked`, which names what is wrong.
+    """
+    data, pos = r.data, r.pos
+    if len(data) - pos >= _SHA1_EVENT_HEAD.size:
+        pcr_index, event_type, sha1, size = _SHA1_EVENT_HEAD.unpack_from(data, pos)
+        start = pos + _SHA1_EVENT_HEAD.size
+        if pcr_index <= MAX_PCR_INDEX and size <= MAX_EVENT_DATA_SIZE and start + size <= len(data):
+            r.seek(start + size)
+            return TcgEvent(number, pcr_index, event_type, ((alg.TPM_ALG_SHA1, sha1),), data[start : start + size])
+    return _read_sha1_event_checked(r, number)
+
+
+def _read_sha1_event_checked(r: Reader, number: int) -> TcgEvent:
     pcr_index, event_type = _read_header(r, number)
     sha1 = r.take(_SHA1_SIZE, f"event[{number}].digest")
     return TcgEvent(number, pcr_index, event_type, ((alg.TPM_ALG_SHA1, sha1),), _read_data(r, number))
