@@ -267,6 +267,9 @@ def _check_tree(value: Any, name: str, *, text_checked: bool) -> None:
         raise MalformedEvidence(f"field {name}: not Unicode text or nested too deeply")  # pragma: no cover
 
 
+_CONTAINERS = (dict, list)  # a tuple: isinstance with it is cheaper than with ``dict | list``
+
+
 def _tree_ok(value: Any, depth: int, check_text: bool) -> bool:
     """``value`` at ``depth`` and everything below it is within the bounds of :func:`_require_text_tree`.
 
@@ -289,7 +292,7 @@ def _tree_ok(value: Any, depth: int, check_text: bool) -> bool:
     depth += 1
     ok = True
     for item in items:
-        if isinstance(item, dict | list):
+        if isinstance(item, _CONTAINERS):
             ok = _tree_ok(item, depth, check_text)
         elif check_text and isinstance(item, str):
             ok = _is_text(item)
