@@ -172,3 +172,14 @@ def test_tee_tree_quick_walk_agrees_with_the_naming_walk(tree: Any, depth: int) 
     tree = _nested(depth, tree)
     quick = _tree_outcome(lambda t: document._check_tree(t, "tee", text_checked=False), tree)
     assert quick == _tree_outcome(lambda t: document._require_text_tree(t, "tee"), tree)
+
+
+@pytest.mark.parametrize("key", ["TeeAttestation", "sevSnpAttestation", "tdx_attestation"])
+@pytest.mark.parametrize(
+    ("tree", "message"), [(_nested(33, 1), "nested too deeply"), ({"a": "\ud800"}, "lone surrogate")]
+)
+def test_a_tee_tree_out_of_bounds_is_refused(key: str, tree: Any, message: str) -> None:
+    value = {"SevSnpAttestation": tree} if key == "TeeAttestation" else tree
+    raw = _doc(**{key: value}).decode().encode("utf-8", "surrogatepass")
+    with pytest.raises(MalformedEvidence, match=message):
+        AttestationDocument.from_json(raw)

@@ -13,6 +13,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from byte_edits import EDITS, apply_edits, outcome
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -334,13 +335,6 @@ def _public_seeds() -> list[bytes]:
 _PUBLIC_SEEDS = _public_seeds()
 
 
-def _public_outcome(parse: object, data: bytes) -> object:
-    try:
-        return parse(data)  # type: ignore[operator]
-    except MalformedEvidence as exc:
-        return str(exc)
-
-
 @pytest.mark.parametrize("data", _PUBLIC_SEEDS, ids=range(len(_PUBLIC_SEEDS)))
 def test_rsa_public_well_formed_takes_the_fast_path(data: bytes) -> None:
     fast = tpm_public._rsa_fast(data)
@@ -349,27 +343,12 @@ def test_rsa_public_well_formed_takes_the_fast_path(data: bytes) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(
-    st.sampled_from(_PUBLIC_SEEDS),
-    st.lists(
-        st.tuples(st.integers(0, 30), st.integers(0, 255), st.sampled_from(["set", "insert", "delete"])), max_size=3
-    ),
-    st.booleans(),
-)
+@given(st.sampled_from(_PUBLIC_SEEDS), EDITS, st.booleans())
 def test_rsa_public_fast_path_agrees_with_the_reader(
     data: bytes, edits: list[tuple[int, int, str]], tail: bool
 ) -> None:
-    raw = bytearray(data)
-    for at, value, op in edits:
-        pos = len(raw) - 1 - at if tail and at < len(raw) else min(at, len(raw))  # edits near either end
-        if op == "set" and pos < len(raw):
-            raw[pos] = value
-        elif op == "insert":
-            raw.insert(pos, value)
-        elif pos < len(raw):
-            del raw[pos]
-    edited = bytes(raw)
-    checked = _public_outcome(tpm_public._public_checked, edited)
+    edited = apply_edits(data, edits, from_end=tail)  # edits near either end
+    checked = outcome(tpm_public._public_checked, edited)
     fast = tpm_public._rsa_fast(edited)
     if fast is not None:
         assert fast == checked
@@ -395,8 +374,8 @@ def _tweaked_publics() -> list[bytes]:
 @pytest.mark.parametrize("data", _tweaked_publics(), ids=range(8))
 def test_rsa_public_fast_path_leaves_every_broken_rule_to_the_reader(data: bytes) -> None:
     assert tpm_public._rsa_fast(data) is None
-    checked = _public_outcome(tpm_public._public_checked, data)
-    parsed = _public_outcome(parse_tpmt_public, data)
+    checked = outcome(tpm_public._public_checked, data)
+    parsed = outcome(parse_tpmt_public, data)
     if isinstance(checked, str):
         assert parsed == checked
     else:

@@ -27,7 +27,7 @@ import binascii
 import functools
 import json
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -417,8 +417,13 @@ def _parse_instance_info(obj: Any) -> GceInstanceInfo | None:
 
 
 def _parse_tee(att: Mapping[str, Any], *, text_checked: bool = False) -> Mapping[str, Any] | None:
-    tee = att.get("TeeAttestation")
-    if tee is not None:
+    return _tee(lambda key: att.get(key, MISSING), text_checked=text_checked)
+
+
+def _tee(field: Callable[[str], Any], *, text_checked: bool) -> Mapping[str, Any] | None:
+    """The TEE oneof, from ``field(key)`` (:data:`MISSING` for an absent key), in either shape."""
+    tee = field("TeeAttestation")
+    if tee is not MISSING and tee is not None:
         if not isinstance(tee, dict):
             raise MalformedEvidence("field TeeAttestation: not an object")
         _check_tree(tee, "TeeAttestation", text_checked=text_checked)
@@ -426,11 +431,12 @@ def _parse_tee(att: Mapping[str, Any], *, text_checked: bool = False) -> Mapping
     # protojson flattens the oneof into the message.
     for keys, go_name in _TEE_ONEOF:
         for key in keys:
-            if key in att:
-                if not isinstance(att[key], dict):
+            value = field(key)
+            if value is not MISSING:
+                if not isinstance(value, dict):
                     raise MalformedEvidence(f"field {key}: not an object")
-                _check_tree(att[key], key, text_checked=text_checked)
-                return {go_name: att[key]}
+                _check_tree(value, key, text_checked=text_checked)
+                return {go_name: value}
     return None
 
 
@@ -545,7 +551,8 @@ def _from_typed(doc: Any) -> AttestationDocument:
             _b64(_typed_pick(att.canonical_event_log, att.canonicalEventLog), "canonical_event_log"),
             _b64(_typed_pick(att.ak_cert, att.akCert), "ak_cert"),
             tuple(_b64(c, "intermediate_certs") for c in inter_raw),
-            _typed_tee(att),  # tee_attestation
+            # tee_attestation: the typed fields are named as the JSON keys
+            _tee(functools.partial(getattr, att), text_checked=True),
         ),
         _b64(None if doc.InstanceInfo is MISSING else doc.InstanceInfo, "InstanceInfo"),
         (None if doc.UserData is MISSING else doc.UserData) or b"",  # user_data
@@ -599,22 +606,3 @@ def _pcr_order(keys: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]
         return None
     positions = sorted(range(len(indices)), key=indices.__getitem__)
     return tuple(indices[i] for i in positions), tuple(positions)
-
-
-def _typed_tee(att: Any) -> Mapping[str, Any] | None:
-    """:func:`_parse_tee` on typed fields (whose names are the JSON keys)."""
-    tee = att.TeeAttestation
-    if tee is not MISSING and tee is not None:
-        if not isinstance(tee, dict):
-            raise MalformedEvidence("field TeeAttestation: not an object")
-        _check_tree(tee, "TeeAttestation", text_checked=True)
-        return tee
-    for keys, go_name in _TEE_ONEOF:
-        for key in keys:
-            value = getattr(att, key)
-            if value is not MISSING:
-                if not isinstance(value, dict):
-                    raise MalformedEvidence(f"field {key}: not an object")
-                _check_tree(value, key, text_checked=True)
-                return {go_name: value}
-    return None
