@@ -7,23 +7,23 @@ native decoder only ever answers where the standard path gives the same bytes: w
 refuses (no padding, the URL alphabet, a stray character...) goes to the standard path, which
 accepts or refuses it exactly as without the extra (tests compare both paths).
 
-The JSON text itself is read by ``msgspec`` (about 2.5 times faster than ``json.loads`` on a
-46 KB document) when it is installed. It answers only where it gives the value ``json.loads``
-gives: integers of any size stay exact integers, floats are correctly rounded, duplicate keys keep
-the last value. Everything it refuses goes to ``json.loads``, which accepts or refuses it as
-without the extra: ``NaN`` and ``Infinity``, numbers beyond a float's range (``json`` reads them
-as infinities), a byte-order mark or UTF-16 text, nesting too deep for either. It also refuses lone
-surrogates (``"\\ud800"`` or their UTF-8 bytes), so a text it accepted holds only valid Unicode
-(:data:`VALID_UNICODE`). The tests compare both decoders on edge cases and random JSON.
+With ``msgspec`` installed, a whole vTPM document is read in one pass into typed structures
+(:func:`decode_document`): msgspec parses the JSON (about 2.5 times faster than ``json.loads``)
+and decodes the small base64 fields (AK, quotes, signatures, the 72 PCR values) itself, with no
+intermediate strings. It answers only where the general parser would read the same document:
 
-A whole vTPM document can also be read in one pass into typed structures
-(:func:`decode_document`): msgspec then decodes the small base64 fields (AK, quotes, signatures,
-the 72 PCR values) itself, with no intermediate strings. Its base64 decoder accepts a subset of
-what :func:`starlock.attestation.document._b64` accepts (padded standard alphabet), with the same
-bytes; the tests check that on random mutations. The large fields stay strings and go through
-:func:`b64decode_large`. The structures name every key the general parser reads, so that no
-field it would parse is skipped here; what they do not describe makes the decode fail, and the
-general parser decides.
+* the structures name every key the general parser reads and forbid any other, so msgspec
+  skips nothing unchecked (it validates the UTF-8 and the numbers of everything it decodes);
+* integers of any size stay exact, up to the same 4300-digit limit as ``int()``; floats are
+  correctly rounded; of duplicate keys the last one counts, as with ``json.loads``;
+* its base64 accepts a subset of what :func:`starlock.attestation.document._b64` accepts
+  (padded standard alphabet), with the same bytes (the tests check that on random strings);
+* it refuses lone surrogates, ``NaN``, a byte-order mark, numbers beyond a float's range, an
+  unknown key, a field of another JSON type, base64 it does not read: then the general parser
+  decides, with the standard library, as without the extra.
+
+The large fields stay strings and go through :func:`b64decode_large`. Generic JSON fields (the
+TEE tree, the GCE instance info) are bounded by the document parser itself.
 
 orjson was measured too and left out: it reads integers beyond 64 bits as floats, so a document
 would not always parse to the same values as with the standard ``json``.
@@ -43,15 +43,7 @@ try:
 except ImportError:  # pragma: no cover - the [fast] extra is not installed
     _msgspec = None  # type: ignore[assignment]
 
-__all__ = [
-    "ACTIVE",
-    "LARGE_BASE64",
-    "UNDECIDED",
-    "VALID_UNICODE",
-    "b64decode_large",
-    "decode_document",
-    "json_loads",
-]
+__all__ = ["ACTIVE", "LARGE_BASE64", "MISSING", "UNDECIDED", "b64decode_large", "decode_document"]
 
 #: Which native decoders are in use (reported by the benchmark).
 ACTIVE: tuple[str, ...] = tuple(
@@ -73,7 +65,7 @@ def b64decode_large(value: str) -> bytes | None:
 
 
 class _Undecided:
-    """:func:`json_loads` leaves the text to ``json.loads`` (``None`` is a JSON value, so not that)."""
+    """:func:`decode_document` leaves the document to the general parser (not ``None``, a JSON value)."""
 
     __slots__ = ()
 
@@ -82,48 +74,23 @@ class _Undecided:
 
 
 UNDECIDED: Any = _Undecided()
-#: Whatever :func:`json_loads` returns (other than :data:`UNDECIDED`) has no lone surrogate in any
-#: string or key: msgspec refuses them, escaped or as UTF-8 bytes.
-VALID_UNICODE = True
-
-if _msgspec is not None:
-    _decode = _msgspec.json.Decoder().decode
-    _REFUSED: tuple[type[BaseException], ...] = (_msgspec.DecodeError, RecursionError)
-else:  # pragma: no cover - the [fast] extra is not installed
-    _decode = None
-    _REFUSED = ()
-
-
-def json_loads(raw: bytes) -> Any:
-    """The value of the JSON text ``raw``, as ``json.loads`` reads it, or :data:`UNDECIDED`.
-
-    UNDECIDED when the extra is not installed or msgspec refuses the text: then ``json.loads``
-    decides (and gives the error message).
-    """
-    if _decode is None:
-        return UNDECIDED
-    try:
-        return _decode(raw)
-    except _REFUSED:  # msgspec.ValidationError (numbers out of range) is a DecodeError
-        return UNDECIDED
-
 
 if _msgspec is not None:
     _UNSET: Any = _msgspec.UNSET
 
-    class TypedPcrs(_msgspec.Struct, gc=False):  # no cycles: not tracked by the GC
+    class TypedPcrs(_msgspec.Struct, forbid_unknown_fields=True, gc=False):  # gc: no cycles
         """``pcrs`` of a quote: the hash as given (name or number), the values decoded."""
 
         hash: Any = _UNSET
         pcrs: dict[str, bytes] | None = _UNSET
 
-    class TypedQuote(_msgspec.Struct, gc=False):  # no cycles: not tracked by the GC
+    class TypedQuote(_msgspec.Struct, forbid_unknown_fields=True, gc=False):  # gc: no cycles
         quote: bytes | None = _UNSET
         raw_sig: bytes | None = _UNSET
         rawSig: bytes | None = _UNSET
         pcrs: TypedPcrs | None = _UNSET
 
-    class TypedAttestation(_msgspec.Struct, gc=False):  # no cycles: not tracked by the GC
+    class TypedAttestation(_msgspec.Struct, forbid_unknown_fields=True, gc=False):  # gc: no cycles
         """Every key of go-tpm-tools' Attestation the general parser reads, in both JSON shapes.
 
         The large base64 fields stay strings (pybase64 decodes them faster); the TEE and instance
@@ -149,7 +116,7 @@ if _msgspec is not None:
         tdxAttestation: Any = _UNSET
         tdx_attestation: Any = _UNSET
 
-    class TypedDocument(_msgspec.Struct, gc=False):  # no cycles: not tracked by the GC
+    class TypedDocument(_msgspec.Struct, forbid_unknown_fields=True, gc=False):  # gc: no cycles
         Attestation: TypedAttestation
         InstanceInfo: str | None = _UNSET
         UserData: bytes | None = _UNSET
@@ -157,16 +124,18 @@ if _msgspec is not None:
     _decode_document = _msgspec.json.Decoder(TypedDocument).decode
     #: A key a document did not have (a typed field's default).
     MISSING: Any = _UNSET
+    _REFUSED: tuple[type[BaseException], ...] = (_msgspec.DecodeError, RecursionError)
 else:  # pragma: no cover - the [fast] extra is not installed
     _decode_document = None
     MISSING = object()
+    _REFUSED = ()
 
 
 def decode_document(raw: bytes) -> Any:
     """``raw`` as a :class:`TypedDocument`, or :data:`UNDECIDED` (the general parser decides).
 
-    UNDECIDED for anything msgspec refuses: invalid JSON, a field of another JSON type, base64 it
-    does not read, lone surrogates.
+    UNDECIDED for anything msgspec refuses: invalid JSON, an unknown key, a field of another JSON
+    type, base64 it does not read, lone surrogates.
     """
     if _decode_document is None:
         return UNDECIDED

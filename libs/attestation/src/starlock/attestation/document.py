@@ -32,14 +32,7 @@ from typing import Any
 
 import attrs
 
-from starlock.attestation._fast import (
-    MISSING,
-    UNDECIDED,
-    VALID_UNICODE,
-    b64decode_large,
-    decode_document,
-    json_loads,
-)
+from starlock.attestation._fast import MISSING, UNDECIDED, b64decode_large, decode_document
 from starlock.attestation.errors import MalformedEvidence
 
 __all__ = [
@@ -152,27 +145,25 @@ class AttestationDocument:
             raise MalformedEvidence(
                 f"attestation document is {len(raw)} bytes, more than the limit {MAX_DOCUMENT_SIZE}"
             )
-        typed = decode_document(raw)  # the [fast] extra's one-pass decoder, when it decides
+        # The [fast] extra's one-pass decode, when installed and it decides (bytes only: json.loads
+        # refuses a memoryview, and so must this).
+        typed = decode_document(raw) if isinstance(raw, bytes | bytearray) else UNDECIDED
         if typed is not UNDECIDED:
             try:
                 return _from_typed(typed)
             except MalformedEvidence:
                 pass  # the general parser below decides, and names what is wrong
-        obj = json_loads(raw)  # the [fast] extra's decoder, when installed and it decides
-        # Strings it returns are valid Unicode: the checks for lone surrogates cannot fail then.
-        text_checked = VALID_UNICODE and obj is not UNDECIDED
-        if obj is UNDECIDED:
-            try:
-                obj = json.loads(raw)
-            except (ValueError, RecursionError) as exc:
-                raise MalformedEvidence(f"attestation document is not valid JSON: {exc}") from None
+        try:
+            obj = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedEvidence(f"attestation document is not valid JSON: {exc}") from None
         if not isinstance(obj, dict):
             raise MalformedEvidence("attestation document must be a JSON object")
         att = obj.get("Attestation")
         if not isinstance(att, dict):
             raise MalformedEvidence("attestation document: field Attestation missing or not an object")
         return cls(
-            attestation=_parse_attestation(att, text_checked=text_checked),
+            attestation=_parse_attestation(att),
             instance_info=_b64_field(obj, "InstanceInfo"),
             user_data=_b64_field(obj, "UserData"),
         )
@@ -416,8 +407,8 @@ def _parse_instance_info(obj: Any) -> GceInstanceInfo | None:
     )
 
 
-def _parse_tee(att: Mapping[str, Any], *, text_checked: bool = False) -> Mapping[str, Any] | None:
-    return _tee(lambda key: att.get(key, MISSING), text_checked=text_checked)
+def _parse_tee(att: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return _tee(lambda key: att.get(key, MISSING), text_checked=False)
 
 
 def _tee(field: Callable[[str], Any], *, text_checked: bool) -> Mapping[str, Any] | None:
@@ -451,7 +442,7 @@ _TEE_ONEOF = tuple(
 )
 
 
-def _parse_attestation(att: Mapping[str, Any], *, text_checked: bool = False) -> Attestation:
+def _parse_attestation(att: Mapping[str, Any]) -> Attestation:
     quotes_raw = att.get("quotes") or []
     if not isinstance(quotes_raw, list):
         raise MalformedEvidence("field quotes: not a list")
@@ -468,7 +459,7 @@ def _parse_attestation(att: Mapping[str, Any], *, text_checked: bool = False) ->
         canonical_event_log=_b64(_pick(att, "canonical_event_log", "canonicalEventLog"), "canonical_event_log"),
         ak_cert=_b64(_pick(att, "ak_cert", "akCert"), "ak_cert"),
         intermediate_certs=tuple(_b64(c, f"intermediate_certs[{i}]") for i, c in enumerate(inter_raw)),
-        tee_attestation=_parse_tee(att, text_checked=text_checked),
+        tee_attestation=_parse_tee(att),
     )
 
 
@@ -541,13 +532,18 @@ def _from_typed(doc: Any) -> AttestationDocument:
     inter_raw = _typed_pick(att.intermediate_certs, att.intermediateCerts) or []
     if len(quotes_raw) > MAX_QUOTES or len(inter_raw) > MAX_INTERMEDIATES:
         raise MalformedEvidence("too many quotes or intermediate certificates")
+    info = _typed_pick(att.instance_info, att.instanceInfo)
+    if info is not None and not _tree_ok(info, 0, False):
+        # Generic JSON whose unknown keys the general parser ignores, but json.loads may refuse
+        # (its nesting limit is the interpreter's, msgspec's another): let it decide.
+        raise MalformedEvidence("instance info nested deeply")
     # Positional, in field order: keywords cost more on this hot path.
     return AttestationDocument(
         Attestation(
             _typed_pick(att.ak_pub, att.akPub) or b"",  # ak_pub
             tuple(map(_typed_quote, quotes_raw)),  # quotes
             _b64(_typed_pick(att.event_log, att.eventLog), "event_log"),
-            _parse_instance_info(_typed_pick(att.instance_info, att.instanceInfo)),
+            _parse_instance_info(info),
             _b64(_typed_pick(att.canonical_event_log, att.canonicalEventLog), "canonical_event_log"),
             _b64(_typed_pick(att.ak_cert, att.akCert), "ak_cert"),
             tuple(_b64(c, "intermediate_certs") for c in inter_raw),

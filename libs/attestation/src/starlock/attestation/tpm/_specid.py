@@ -43,9 +43,15 @@ _HEAD = struct.Struct("<16sIBBBBI")  # signature, platformClass, versions, uintn
 _SIZES = [struct.Struct("<" + "HH" * n) for n in range(MAX_ALGORITHMS + 1)]
 
 
+#: The longest header the fast path reads (16 algorithms, 255 bytes of vendor info); the cache
+#: then holds nothing larger.
+_MAX_FAST_SIZE = _HEAD.size + _SIZES[MAX_ALGORITHMS].size + 1 + 255
+
+
 def parse_spec_id(data: bytes) -> SpecIdEvent:
     data = bytes(data)  # hashable, for the fast path's cache
-    return _spec_id_fast(data) or _spec_id_checked(data)
+    fast = _spec_id_fast(data) if len(data) <= _MAX_FAST_SIZE else None
+    return fast or _spec_id_checked(data)
 
 
 @functools.lru_cache(maxsize=32)

@@ -213,7 +213,8 @@ def _is_rsa_type(key_type: type) -> bool:
 
 
 def _is_rsa(key: AkPublicKey) -> TypeGuard[rsa.RSAPublicKey]:
-    return _is_rsa_type(type(key))
+    # isinstance too, for an object whose __class__ is not its type (a proxy); EC keys are rare.
+    return _is_rsa_type(type(key)) or isinstance(key, rsa.RSAPublicKey)
 
 
 def verify_signature(key: AkPublicKey, sig: TpmtSignature, message: bytes) -> None:
