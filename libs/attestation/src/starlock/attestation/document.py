@@ -26,7 +26,6 @@ import base64
 import binascii
 import functools
 import json
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -328,7 +327,6 @@ def _parse_hash(value: Any) -> int:
 #: The PCR map keys the fast path accepts ("0".."31" and the zero-padded "00".."09"); anything else
 #: takes the general path, which applies the full rule (and names the offending key).
 _PCR_KEYS: Mapping[str, int] = {**{str(i): i for i in range(MAX_PCR_INDEX + 1)}, **{f"{i:02d}": i for i in range(10)}}
-_BY_INDEX = operator.itemgetter(0)
 
 
 def _parse_pcrs(obj: Any, where: str) -> PCRs:
@@ -340,19 +338,18 @@ def _parse_pcrs(obj: Any, where: str) -> PCRs:
         raise MalformedEvidence(f"field {where}.pcrs.pcrs: not an object")
     if len(values) > MAX_PCR_INDEX + 1:
         raise MalformedEvidence(f"field {where}.pcrs.pcrs: {len(values)} entries, at most {MAX_PCR_INDEX + 1}")
-    # Fast path (what Go writes): every key a plain index, every value standard padded base64 of
-    # the bank's digest size. Any deviation, valid or not, is handled by the general per-entry
-    # path, so results and error messages are the same.
+    # Fast path (what Go writes): every key a plain index named once, every value standard padded
+    # base64 of the bank's digest size. Any deviation, valid or not, is handled by the general
+    # per-entry path, so results and error messages are the same.
+    order = _pcr_order(tuple(values))
     a2b_base64 = binascii.a2b_base64
     try:
-        indices = list(map(_PCR_KEYS.__getitem__, values))
         digests = [a2b_base64(value, strict_mode=True) for value in values.values()]
-    except (KeyError, TypeError, ValueError):  # binascii.Error is a ValueError
+    except (TypeError, ValueError):  # binascii.Error is a ValueError
+        order = None
+    if order is None or (digests and set(map(len, digests)) != {_DIGEST_SIZES[alg]}):
         return PCRs(hash=alg, pcrs=_parse_pcr_values(values, where, alg))
-    if digests and set(map(len, digests)) != {_DIGEST_SIZES[alg]}:
-        return PCRs(hash=alg, pcrs=_parse_pcr_values(values, where, alg))
-    # A stable sort by index: of two keys naming one PCR ("1", "01"), the later one wins, as below.
-    return PCRs(hash=alg, pcrs=dict(sorted(zip(indices, digests, strict=True), key=_BY_INDEX)))
+    return PCRs(hash=alg, pcrs=_in_index_order(order, digests))
 
 
 def _parse_pcr_values(values: Mapping[Any, Any], where: str, alg: int) -> dict[int, bytes]:
@@ -574,15 +571,13 @@ def _typed_quote(quote: Any) -> Quote:
         raise MalformedEvidence("too many PCR values")
     if values and set(map(len, values.values())) != {_DIGEST_SIZES[alg]}:
         raise MalformedEvidence("a PCR value of the wrong size")
-    plan = _pcr_order(tuple(values))
-    if plan is None:
+    order = _pcr_order(tuple(values))
+    if order is None:
         raise MalformedEvidence("a PCR key the fast path does not read, or two keys naming one PCR")
-    indices, positions = plan
-    digests = list(values.values())
     return Quote(  # quote, raw_sig, pcrs (hash, pcrs)
         (None if quote.quote is MISSING else quote.quote) or b"",
         _typed_pick(quote.raw_sig, quote.rawSig) or b"",
-        PCRs(alg, dict(zip(indices, map(digests.__getitem__, positions), strict=True))),
+        PCRs(alg, _in_index_order(order, list(values.values()))),
     )
 
 
@@ -602,3 +597,9 @@ def _pcr_order(keys: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]
         return None
     positions = sorted(range(len(indices)), key=indices.__getitem__)
     return tuple(indices[i] for i in positions), tuple(positions)
+
+
+def _in_index_order(order: tuple[tuple[int, ...], tuple[int, ...]], digests: list[bytes]) -> dict[int, bytes]:
+    """The PCR map, index → digest ascending, from the values in key order (see :func:`_pcr_order`)."""
+    indices, positions = order
+    return dict(zip(indices, map(digests.__getitem__, positions), strict=True))
